@@ -1,0 +1,5 @@
+import sys
+
+from biogliner.cli import main
+
+sys.exit(main())
