@@ -1,0 +1,416 @@
+"""Label sets: the natural-language entity types the zero-shot model is asked to find.
+
+A label set is a small YAML file::
+
+    name: biomed            # [A-Za-z0-9][A-Za-z0-9._-]*, written to outputs as "name@version"
+    version: "1"
+    threshold: 0.5          # default score threshold, in (0, 1)
+    flat_ner: true          # true: no overlapping entities; false: nested entities allowed
+    multi_label: false      # true: the same span may carry several labels
+    labels:
+      - gene or protein                     # a bare string: name == prompt, default threshold
+      - name: chemical or drug
+        prompt: chemical compound or drug   # text fed to the labels encoder (default: name)
+        threshold: 0.6                      # this label's own threshold
+
+Every set is validated on construction (:class:`LabelSet` is frozen): it is non-empty, label names
+and prompt texts are unique (compared case- and whitespace-insensitively, since an uncased labels
+encoder would embed "Gene" and "gene" identically), thresholds lie strictly between 0 and 1, and
+unknown YAML keys are errors. Every problem raises :class:`LabelSetError` naming the file.
+
+Built-in sets live in ``biogliner/data/labels/<name>.yaml``; :func:`load_label_set` accepts either
+such a name or a path/URL (read through :mod:`biogliner.io`, so ``s3://`` works).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from importlib import resources
+from typing import Any
+
+from biogliner import io as bio
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_LABEL_SET = "biomed"
+
+_SET_KEYS = ("name", "version", "threshold", "flat_ner", "multi_label", "labels")
+_LABEL_KEYS = ("name", "prompt", "threshold")
+_IDENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+class LabelSetError(ValueError):
+    """An invalid label set: empty, duplicate names/prompts, bad threshold, bad YAML...
+
+    The message names the file (or ``<memory>``/``--label`` for sets built in code) and the label.
+    """
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+def _check_threshold(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise LabelSetError(f"{what}: threshold must be a number in (0, 1), got {value!r}")
+    value = float(value)
+    if math.isnan(value) or not 0.0 < value < 1.0:
+        raise LabelSetError(f"{what}: threshold must be in (0, 1) exclusive, got {value!r}")
+    return value
+
+
+def _check_text(value: Any, what: str) -> str:
+    if not isinstance(value, str):
+        raise LabelSetError(f"{what} must be a string, got {type(value).__name__} {value!r}")
+    if not value.strip():
+        raise LabelSetError(f"{what} is empty")
+    if value != value.strip():
+        raise LabelSetError(f"{what} {value!r} has leading or trailing whitespace")
+    if any(ch in value for ch in "\n\r\t\x00"):
+        raise LabelSetError(f"{what} {value!r} contains a newline, tab or NUL")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class LabelSpec:
+    """One label: ``name`` is written to outputs; ``prompt`` (default: the name) is what the labels
+    encoder reads; ``threshold`` (default: the set's) is this label's score threshold."""
+
+    name: str
+    prompt: str | None = None
+    threshold: float | None = None
+
+    def __post_init__(self) -> None:
+        _check_text(self.name, "label name")
+        if self.prompt is not None:
+            _check_text(self.prompt, f"label {self.name!r}: prompt")
+        if self.threshold is not None:
+            object.__setattr__(self, "threshold", _check_threshold(self.threshold, f"label {self.name!r}"))
+
+    @property
+    def text(self) -> str:
+        """The text fed to the labels encoder."""
+        return self.prompt if self.prompt is not None else self.name
+
+
+@dataclass(frozen=True, slots=True)
+class LabelSet:
+    """A validated, immutable set of labels with decoding options."""
+
+    name: str
+    version: str
+    labels: tuple[LabelSpec, ...]
+    threshold: float = 0.5
+    flat_ner: bool = True
+    multi_label: bool = False
+    # Where the set came from (a file URL, "<memory>"...): used in error messages only.
+    source: str = field(default="<memory>", compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        try:
+            self._validate()
+        except LabelSetError as exc:
+            msg = str(exc)
+            raise LabelSetError(msg if msg.startswith(f"{self.source}: ") else f"{self.source}: {msg}") from None
+
+    def _validate(self) -> None:
+        for attr in ("name", "version"):
+            value = getattr(self, attr)
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and attr == "version":
+                value = str(value)
+                object.__setattr__(self, attr, value)
+            if not isinstance(value, str) or not _IDENT.fullmatch(value):
+                raise LabelSetError(f"label set {attr} must match {_IDENT.pattern} (no spaces, no '@'), got {value!r}")
+        for attr in ("flat_ner", "multi_label"):
+            if not isinstance(getattr(self, attr), bool):
+                raise LabelSetError(f"{attr} must be true or false, got {getattr(self, attr)!r}")
+        object.__setattr__(self, "threshold", _check_threshold(self.threshold, "label set default"))
+        labels = self.labels
+        if isinstance(labels, (str, bytes)) or not isinstance(labels, Iterable):
+            raise LabelSetError(f"labels must be a list, got {type(labels).__name__}")
+        labels = tuple(labels)
+        if not labels:
+            raise LabelSetError("the label set is empty: give at least one label")
+        names: dict[str, str] = {}
+        prompts: dict[str, str] = {}
+        for spec in labels:
+            if not isinstance(spec, LabelSpec):
+                raise LabelSetError(f"labels must be LabelSpec objects, got {type(spec).__name__} {spec!r}")
+            key = _norm(spec.name)
+            if key in names:
+                raise LabelSetError(f"duplicate label name {spec.name!r} (same as {names[key]!r})")
+            names[key] = spec.name
+            pkey = _norm(spec.text)
+            if pkey in prompts:
+                raise LabelSetError(
+                    f"label {spec.name!r}: duplicate prompt {spec.text!r} (already the prompt of label {prompts[pkey]!r}); "
+                    "two labels with the same prompt would get the same vector"
+                )
+            prompts[pkey] = spec.name
+        object.__setattr__(self, "labels", labels)
+
+    # -- views -----------------------------------------------------------------------------------
+    @property
+    def id(self) -> str:
+        """``name@version``, as written to the ``label_set`` column of the entities table."""
+        return f"{self.name}@{self.version}"
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(spec.name for spec in self.labels)
+
+    @property
+    def prompts(self) -> tuple[str, ...]:
+        """The texts fed to the labels encoder, one per label."""
+        return tuple(spec.text for spec in self.labels)
+
+    def thresholds(self) -> tuple[float, ...]:
+        """One threshold per label: its own, else the set's default."""
+        return tuple(self.threshold if spec.threshold is None else spec.threshold for spec in self.labels)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON/YAML-serialisable dict that :meth:`from_dict` turns back into an equal set."""
+        labels: list[Any] = []
+        for spec in self.labels:
+            if spec.prompt is None and spec.threshold is None:
+                labels.append(spec.name)
+            else:
+                d: dict[str, Any] = {"name": spec.name}
+                if spec.prompt is not None:
+                    d["prompt"] = spec.prompt
+                if spec.threshold is not None:
+                    d["threshold"] = spec.threshold
+                labels.append(d)
+        return {
+            "name": self.name,
+            "version": self.version,
+            "threshold": self.threshold,
+            "flat_ner": self.flat_ner,
+            "multi_label": self.multi_label,
+            "labels": labels,
+        }
+
+    @property
+    def digest(self) -> str:
+        """A short content hash (sha256 of the canonical JSON of :meth:`to_dict`, 16 hex digits)."""
+        blob = json.dumps(self.to_dict(), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+
+    # -- constructors ----------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: Any, *, source: str = "<memory>") -> LabelSet:
+        """Build from the parsed YAML/JSON structure; unknown keys are errors naming ``source``."""
+        try:
+            return cls._from_dict(data, source)
+        except LabelSetError as exc:
+            msg = str(exc)
+            raise LabelSetError(msg if msg.startswith(f"{source}: ") else f"{source}: {msg}") from None
+
+    @classmethod
+    def _from_dict(cls, data: Any, source: str) -> LabelSet:
+        if not isinstance(data, Mapping):
+            raise LabelSetError(f"a label set must be a mapping with keys {', '.join(_SET_KEYS)}; got {type(data).__name__}")
+        unknown = [k for k in data if k not in _SET_KEYS]
+        if unknown:
+            raise LabelSetError(f"unknown key {unknown[0]!r} (allowed: {', '.join(_SET_KEYS)})")
+        for key in ("name", "version", "labels"):
+            if key not in data:
+                raise LabelSetError(f"missing required key {key!r}")
+        raw = data["labels"]
+        if raw is None or isinstance(raw, (str, bytes, Mapping)) or not isinstance(raw, Iterable):
+            raise LabelSetError(f"'labels' must be a list of labels, got {type(raw).__name__}")
+        specs: list[LabelSpec] = []
+        for i, item in enumerate(raw):
+            where = f"labels[{i}]"
+            if isinstance(item, str):
+                specs.append(_spec(where, item.strip()))
+            elif isinstance(item, Mapping):
+                bad = [k for k in item if k not in _LABEL_KEYS]
+                if bad:
+                    raise LabelSetError(f"{where}: unknown key {bad[0]!r} (allowed: {', '.join(_LABEL_KEYS)})")
+                if "name" not in item:
+                    raise LabelSetError(f"{where}: missing required key 'name'")
+                name, prompt = item["name"], item.get("prompt")
+                specs.append(
+                    _spec(
+                        where,
+                        name.strip() if isinstance(name, str) else name,
+                        prompt.strip() if isinstance(prompt, str) else prompt,
+                        item.get("threshold"),
+                    )
+                )
+            else:
+                raise LabelSetError(f"{where}: a label is a string or a mapping with 'name', got {type(item).__name__} {item!r}")
+        kwargs: dict[str, Any] = {}
+        for key in ("threshold", "flat_ner", "multi_label"):
+            if key in data:
+                kwargs[key] = data[key]
+        version = data["version"]
+        if isinstance(version, (int, float)) and not isinstance(version, bool):
+            version = str(version)
+        return cls(name=data["name"], version=version, labels=tuple(specs), source=source, **kwargs)
+
+    @classmethod
+    def from_yaml(cls, url: str, storage_options: bio.StorageOptions | None = None) -> LabelSet:
+        """Read and validate a YAML label set from a path or fsspec URL."""
+        url = str(url)
+        try:
+            with bio.open_binary(url, storage_options) as fh:
+                raw = fh.read()
+        except FileNotFoundError:
+            raise LabelSetError(f"{url}: no such label set file") from None
+        except IsADirectoryError:
+            raise LabelSetError(f"{url}: is a directory, not a label set file") from None
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise LabelSetError(f"{url}: not UTF-8 text ({exc})") from None
+        return cls.from_yaml_text(text, source=url)
+
+    @classmethod
+    def from_yaml_text(cls, text: str, *, source: str = "<memory>") -> LabelSet:
+        import yaml
+
+        try:
+            data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+        except yaml.YAMLError as exc:
+            raise LabelSetError(f"{source}: invalid YAML: {exc}") from None
+        if data is None:
+            raise LabelSetError(f"{source}: the file is empty")
+        return cls.from_dict(data, source=source)
+
+    @classmethod
+    def from_names(
+        cls,
+        names: Iterable[str],
+        *,
+        threshold: float = 0.5,
+        flat_ner: bool = True,
+        multi_label: bool = False,
+        name: str = "adhoc",
+        version: str = "1",
+    ) -> LabelSet:
+        """An ad-hoc set (e.g. from ``--label`` options): each name is also its prompt."""
+        if isinstance(names, str):
+            names = [names]
+        try:
+            specs = tuple(_spec(f"label {i}", n.strip() if isinstance(n, str) else n) for i, n in enumerate(names))
+        except LabelSetError as exc:
+            raise LabelSetError(f"<labels>: {exc}") from None
+        return cls(
+            name=name,
+            version=version,
+            labels=specs,
+            threshold=threshold,
+            flat_ner=flat_ner,
+            multi_label=multi_label,
+            source="<labels>",
+        )
+
+    def with_options(
+        self, *, threshold: float | None = None, flat_ner: bool | None = None, multi_label: bool | None = None
+    ) -> LabelSet:
+        """A copy with command-line overrides. ``threshold`` becomes the threshold of EVERY label
+        (per-label thresholds are dropped): a user asking for ``--threshold 0.7`` means all labels."""
+        labels = self.labels
+        changes: dict[str, Any] = {}
+        if threshold is not None:
+            changes["threshold"] = threshold
+            labels = tuple(replace(spec, threshold=None) for spec in labels)
+            changes["labels"] = labels
+        if flat_ner is not None:
+            changes["flat_ner"] = flat_ner
+        if multi_label is not None:
+            changes["multi_label"] = multi_label
+        return replace(self, **changes) if changes else self
+
+
+def _spec(where: str, name: Any, prompt: Any = None, threshold: Any = None) -> LabelSpec:
+    try:
+        return LabelSpec(name=name, prompt=prompt, threshold=threshold)
+    except LabelSetError as exc:
+        raise LabelSetError(f"{where}: {exc}") from None
+
+
+def _strict_loader():
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):
+        """SafeLoader that refuses duplicate mapping keys (PyYAML silently keeps the last one)."""
+
+    def construct_mapping(loader, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return yaml.SafeLoader.construct_mapping(loader, node, deep)
+
+    StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
+    return StrictLoader
+
+
+class _LazyLoader:
+    """Builds the strict YAML loader class on first use (no yaml import at module import time)."""
+
+    _cls = None
+
+    def __call__(self, stream):
+        if _LazyLoader._cls is None:
+            _LazyLoader._cls = _strict_loader()
+        return _LazyLoader._cls(stream)
+
+
+_StrictLoader = _LazyLoader()
+
+
+def builtin_label_sets() -> tuple[str, ...]:
+    """Names of the label sets shipped in ``biogliner/data/labels``."""
+    root = resources.files("biogliner") / "data" / "labels"
+    if not root.is_dir():
+        return ()
+    return tuple(sorted(p.name[: -len(".yaml")] for p in root.iterdir() if p.name.endswith(".yaml")))
+
+
+def _looks_like_path(ref: str) -> bool:
+    return "://" in ref or "/" in ref or "\\" in ref or ref.endswith((".yaml", ".yml", ".json"))
+
+
+def load_label_set(ref: str, storage_options: bio.StorageOptions | None = None) -> LabelSet:
+    """A label set from a YAML path/URL, or a built-in name (``"biomed"`` ->
+    ``biogliner/data/labels/biomed.yaml``)."""
+    ref = str(ref)
+    if not _looks_like_path(ref):
+        builtins = builtin_label_sets()
+        if ref in builtins:
+            res = resources.files("biogliner") / "data" / "labels" / f"{ref}.yaml"
+            return LabelSet.from_yaml_text(res.read_text(encoding="utf-8"), source=f"builtin:{ref}")
+        import os
+
+        if not os.path.exists(ref):
+            raise LabelSetError(
+                f"{ref}: neither a label set file nor a built-in label set (built-in: {', '.join(builtins) or 'none'})"
+            )
+    return LabelSet.from_yaml(ref, storage_options)
+
+
+__all__ = [
+    "DEFAULT_LABEL_SET",
+    "LabelSet",
+    "LabelSetError",
+    "LabelSpec",
+    "builtin_label_sets",
+    "load_label_set",
+]
