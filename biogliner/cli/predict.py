@@ -274,8 +274,6 @@ def resolve_bank(args, model):
 
 
 def run(args) -> int:
-    from biogliner.labels import LabelSetError
-
     if args.batch_size < 1:
         print("biogliner predict: error: --batch-size must be >= 1", file=sys.stderr)
         return EXIT_USAGE
@@ -283,7 +281,22 @@ def run(args) -> int:
         print(f"biogliner predict: error: --threshold must be in (0, 1), got {args.threshold}", file=sys.stderr)
         return EXIT_USAGE
     block = args.block_size or max(256, 8 * args.batch_size)
+    counts = Counts()
+    source = "<stdin>" if args.input == "-" else args.input
+    try:  # fail fast on a missing input, before loading the model
+        fh = open_input(args.input)
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        print(f"biogliner predict: error: {source}: cannot read input: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        return _run(args, fh, counts, source, block)
+    finally:
+        if fh is not sys.stdin.buffer:
+            fh.close()
 
+
+def _run(args, fh, counts: Counts, source: str, block: int) -> int:
+    from biogliner.labels import LabelSetError
     from biogliner.model import CheckpointError, LabelBankError
 
     t0 = time.perf_counter()
@@ -301,14 +314,6 @@ def run(args) -> int:
             f"flat_ner={label_set.flat_ner}, multi_label={label_set.multi_label}), loaded in {t_load:.1f}s",
             file=sys.stderr,
         )
-
-    counts = Counts()
-    source = "<stdin>" if args.input == "-" else args.input
-    try:
-        fh = open_input(args.input)
-    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-        print(f"biogliner predict: error: {source}: cannot read input: {exc}", file=sys.stderr)
-        return EXIT_USAGE
     try:
         out = Output(args.output)
     except OSError as exc:
@@ -329,8 +334,6 @@ def run(args) -> int:
         ok = True
     finally:
         out.close(ok=ok)
-        if fh is not sys.stdin.buffer:
-            fh.close()
     dt = time.perf_counter() - t1
     if not args.quiet:
         rate = counts.texts / dt if dt > 0 else 0.0
