@@ -1,0 +1,170 @@
+"""Fetch a GLiNER bi-encoder checkpoint into a node-local directory, once per node.
+
+Run at node/pod start (a KubeRay init container, a cluster-launcher setup command) so that every
+Ray worker on the node loads the model from local disk and nothing downloads per actor:
+
+    python /home/ray/biogliner/cluster/docker/fetch_model.py \
+        --source Ihor/gliner-biomed-bi-small-v1.0 --dest /home/ray/models/gliner-biomed-bi-small-v1.0
+
+``--source`` (or ``BIOGLINER_MODEL_SOURCE``) is one of
+  * a Hugging Face hub id (``owner/name``), fetched with ``huggingface_hub.snapshot_download``;
+  * an object-store mirror (``s3://bucket/models/gliner-biomed-bi-small-v1.0``; a custom endpoint
+    comes from ``AWS_ENDPOINT_URL`` through ``biogliner.io``; credentials from the AWS chain);
+  * a local directory (copied, so that the cache never aliases a read-only mount).
+
+The copy lands in a temporary sibling directory and is renamed into place only once complete, with
+a marker file inside: a crash mid-download never leaves a half checkpoint that looks usable, and a
+second run on the same node is a no-op. Prints the local directory on stdout. No credentials are
+printed. Exit status 1 with a message naming the source when the fetch fails or the result is not a
+checkpoint (no ``gliner_config.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+logger = logging.getLogger("biogliner.fetch_model")
+
+DEFAULT_SOURCE = "Ihor/gliner-biomed-bi-small-v1.0"
+DEFAULT_CACHE = "/home/ray/models"
+MARKER = ".biogliner-fetch-complete"
+CONFIG_FILE = "gliner_config.json"
+# Formats a PyTorch inference job never reads: skip them on the hub.
+HUB_IGNORE = ["*.onnx", "*.h5", "*.msgpack", "*.ot", "*.tflite", ".gitattributes"]
+
+
+@dataclass(frozen=True)
+class FetchConfig:
+    source: str
+    dest: Path
+    revision: str | None = None
+    storage_options: dict | None = None
+
+    def __post_init__(self) -> None:
+        if not self.source:
+            raise ValueError("empty model source")
+
+
+def default_dest(source: str, cache: str | os.PathLike = DEFAULT_CACHE) -> Path:
+    """``<cache>/<last path component of the source>``."""
+    name = source.rstrip("/").rsplit("/", 1)[-1]
+    if not name or name in (".", ".."):
+        raise ValueError(f"cannot derive a directory name from model source {source!r}")
+    return Path(cache) / name
+
+
+def source_kind(source: str) -> str:
+    """``"url"`` for any ``scheme://`` source, ``"local"`` for an existing directory, else ``"hub"``."""
+    if "://" in source:
+        return "url"
+    if Path(source).is_dir():
+        return "local"
+    parts = source.split("/")
+    if len(parts) == 2 and all(parts):
+        return "hub"
+    raise ValueError(f"model source {source!r} is neither a URL, a local directory nor a hub id owner/name")
+
+
+def _fetch_url(source: str, into: Path, storage_options: dict | None) -> int:
+    from biogliner import io
+
+    fs, root = io.filesystem(source, storage_options)
+    root = root.rstrip("/")
+    files = [p for p in fs.find(root) if not fs.isdir(p)]
+    if not files:
+        raise FileNotFoundError(f"no files under {source}")
+    for path in files:
+        rel = path[len(root) :].lstrip("/")
+        target = into / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fs.get_file(path, str(target))
+    return len(files)
+
+
+def _fetch_hub(source: str, into: Path, revision: str | None) -> int:
+    from huggingface_hub import snapshot_download
+
+    snapshot_download(repo_id=source, revision=revision, local_dir=str(into), ignore_patterns=HUB_IGNORE)
+    # snapshot_download keeps bookkeeping under local_dir/.cache: not part of the checkpoint.
+    shutil.rmtree(into / ".cache", ignore_errors=True)
+    return sum(1 for p in into.rglob("*") if p.is_file())
+
+
+def fetch(cfg: FetchConfig) -> Path:
+    """Materialise ``cfg.source`` at ``cfg.dest`` (atomically) and return ``cfg.dest``."""
+    dest = cfg.dest
+    if (dest / MARKER).is_file():
+        logger.info("model already cached at %s", dest)
+        return dest
+    kind = source_kind(cfg.source)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+    try:
+        if kind == "url":
+            n = _fetch_url(cfg.source, tmp, cfg.storage_options)
+        elif kind == "local":
+            shutil.copytree(cfg.source, tmp, dirs_exist_ok=True)
+            n = sum(1 for p in tmp.rglob("*") if p.is_file())
+        else:
+            n = _fetch_hub(cfg.source, tmp, cfg.revision)
+        if not (tmp / CONFIG_FILE).is_file():
+            raise FileNotFoundError(f"{cfg.source} is not a GLiNER checkpoint: no {CONFIG_FILE} at its root")
+        (tmp / MARKER).write_text(json.dumps({"source": cfg.source, "revision": cfg.revision, "files": n}) + "\n")
+        if dest.exists():  # a stale, unmarked leftover of an older layout
+            shutil.rmtree(dest)
+        os.replace(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    logger.info("fetched %s (%d files) to %s", cfg.source, n, dest)
+    return dest
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="Fetch a GLiNER checkpoint into a node-local cache directory.")
+    p.add_argument(
+        "--source",
+        default=os.environ.get("BIOGLINER_MODEL_SOURCE", DEFAULT_SOURCE),
+        help="hub id, s3:// (or other fsspec) URL of a mirrored checkpoint dir, or a local dir "
+        "(default: $BIOGLINER_MODEL_SOURCE or %(default)s)",
+    )
+    p.add_argument(
+        "--dest",
+        default=os.environ.get("BIOGLINER_MODEL_DIR"),
+        help="target directory (default: $BIOGLINER_MODEL_DIR or <cache>/<source name>)",
+    )
+    p.add_argument("--cache", default=os.environ.get("BIOGLINER_MODEL_CACHE", DEFAULT_CACHE), help="cache root")
+    p.add_argument("--revision", default=os.environ.get("BIOGLINER_MODEL_REVISION"), help="hub revision (commit/tag)")
+    p.add_argument("--storage-options", default=None, help="fsspec storage options as JSON, for URL sources")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        dest = Path(args.dest) if args.dest else default_dest(args.source, args.cache)
+        cfg = FetchConfig(
+            source=args.source,
+            dest=dest,
+            revision=args.revision,
+            storage_options=json.loads(args.storage_options) if args.storage_options else None,
+        )
+        out = fetch(cfg)
+    except (OSError, ValueError) as exc:
+        print(f"fetch_model: cannot fetch model {args.source!r}: {exc}", file=sys.stderr)
+        return 1
+    print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
