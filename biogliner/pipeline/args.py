@@ -1,0 +1,159 @@
+"""The annotate options, shared by ``biogliner annotate`` and ``jobs/annotate.py`` (no heavy imports)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+from biogliner.pipeline.config import DEFAULT_OUTPUT, FAULT_DIR_ENV, FAULT_ENV, MODEL_ENV, AnnotateConfig, ConfigError
+
+DESCRIPTION = """Annotate PubMed/PMC XML with the GLiNER-biomed bi-encoder on Ray Data, writing
+partitioned Parquet tables (documents, passages, entities, deletions, errors) and one manifest
+entry per input file (the commit record). Reruns skip committed inputs; an interrupted run is
+completed by rerunning the same command."""
+
+EPILOG = """examples:
+  biogliner annotate                                        # bundled sample corpus -> ./biogliner-output
+  biogliner annotate --input 's3://b/pubmed/baseline/*.xml.gz' --output s3://b/biogliner --num-model-workers 8
+  AWS_ENDPOINT_URL=http://minio:9000 biogliner annotate --input s3://b/in/ --output s3://b/out
+  ray job submit --working-dir . -- python jobs/annotate.py --input 's3://...' --output s3://...
+
+exit status: 0 all inputs committed (or already done); 1 some input failed or did not complete;
+2 bad options."""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    io_ = p.add_argument_group("inputs and outputs")
+    io_.add_argument(
+        "--input",
+        dest="inputs",
+        action="append",
+        default=None,
+        metavar="URL",
+        help="input file, glob or prefix (local or fsspec URL; repeatable). Default: the bundled sample corpus",
+    )
+    io_.add_argument("--output", default=DEFAULT_OUTPUT, metavar="URL", help=f"output root (default: {DEFAULT_OUTPUT})")
+    io_.add_argument(
+        "--storage-options",
+        default=None,
+        metavar="JSON",
+        help='fsspec storage options as JSON, e.g. \'{"endpoint_url": "http://127.0.0.1:9000"}\' '
+        "(default: AWS_ENDPOINT_URL from the environment for s3://; credentials from the AWS chain)",
+    )
+    io_.add_argument("--no-verify-md5", dest="verify_md5", action="store_false", help="do not check .md5 sidecars")
+    io_.add_argument("--run-id", default="", help="run id (default: UTC timestamp + random suffix)")
+
+    m = p.add_argument_group("model and labels")
+    m.add_argument("--model", default="", metavar="M", help=f"checkpoint: hub id, local dir or URL (default: ${MODEL_ENV} or GLiNER-biomed bi-small)")
+    m.add_argument("--revision", dest="model_revision", default=None, help="hub revision of --model")
+    m.add_argument("--cache-dir", default=None, help="local cache for checkpoints fetched from the hub or a URL")
+    m.add_argument(
+        "--labels",
+        action="append",
+        default=None,
+        metavar="SET",
+        help="label set: built-in name, YAML path/URL, or pre-embedded bank (.safetensors); repeatable (default: biomed)",
+    )
+    m.add_argument("--threshold", type=float, default=None, help="override every label's threshold (recorded in the label-set version)")
+    m.add_argument("--device", default=None, help="torch device of the model workers (default: cuda if available)")
+    m.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32", help="model precision (default fp32)")
+
+    r = p.add_argument_group("resources")
+    r.add_argument("--num-model-workers", type=int, default=1, metavar="N", help="model actors (default 1)")
+    r.add_argument("--gpus-per-worker", type=float, default=None, metavar="G", help="GPUs per model actor (default: 1 if the cluster has GPUs, else 0)")
+    r.add_argument("--cpus-per-worker", type=float, default=1.0, metavar="C", help="CPUs per model actor (default 1)")
+    r.add_argument("--max-parse-tasks", type=int, default=4, metavar="N", help="parse tasks in flight (default 4)")
+    r.add_argument("--batch-size", type=int, default=8, metavar="N", help="texts per encoder forward pass (default 8)")
+    r.add_argument("--rows-per-call", type=int, default=128, metavar="N", help="passages per model-actor call, sorted by length (default 128)")
+    r.add_argument("--block-rows", type=int, default=512, metavar="N", help="passages per parse block (default 512)")
+
+    o = p.add_argument_group("running")
+    o.add_argument("--progress", choices=("auto", "bars", "log", "none"), default="auto", help="progress bars (tty) or periodic log lines")
+    o.add_argument("--log-every", dest="log_every_s", type=float, default=30.0, metavar="S", help="seconds between progress log lines")
+    o.add_argument("--fault", default=None, help=argparse.SUPPRESS)  # fault injection, tests only
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> AnnotateConfig:
+    """Build the validated config; raises :class:`ConfigError` naming the bad option."""
+    opts = {}
+    if args.storage_options:
+        try:
+            opts = json.loads(args.storage_options)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"--storage-options: not valid JSON ({exc})") from None
+    return AnnotateConfig(
+        inputs=tuple(args.inputs or ()),
+        output=args.output,
+        model=args.model,
+        model_revision=args.model_revision,
+        cache_dir=args.cache_dir,
+        labels=tuple(args.labels or ("biomed",)),
+        threshold=args.threshold,
+        num_model_workers=args.num_model_workers,
+        gpus_per_worker=args.gpus_per_worker,
+        cpus_per_worker=args.cpus_per_worker,
+        max_parse_tasks=args.max_parse_tasks,
+        batch_size=args.batch_size,
+        rows_per_call=args.rows_per_call,
+        block_rows=args.block_rows,
+        storage_options=opts,
+        device=args.device,
+        precision=args.precision,
+        run_id=args.run_id,
+        verify_md5=args.verify_md5,
+        progress=args.progress,
+        log_every_s=args.log_every_s,
+        fault=args.fault or os.environ.get(FAULT_ENV) or None,
+        fault_dir=os.environ.get(FAULT_DIR_ENV) or None,
+    )
+
+
+def ray_env_vars() -> dict[str, str]:
+    """Environment the Ray workers need from the driver (no credentials): the S3 endpoint and
+    offline flags. Credentials come from each node's AWS chain."""
+    keys = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_DEFAULT_REGION", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HOME", "TOKENIZERS_PARALLELISM")
+    return {k: os.environ[k] for k in keys if os.environ.get(k)}
+
+
+def run_from_args(args: argparse.Namespace, *, connect: str) -> int:
+    """Shared body of the CLI and the job script. ``connect``: "local" starts a local Ray unless
+    ``RAY_ADDRESS`` is set; "cluster" connects to the running cluster (``address="auto"``)."""
+    import logging
+    import sys
+
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    log = logging.getLogger("biogliner.annotate")
+    try:
+        config = config_from_args(args)
+    except (ConfigError, ValueError) as exc:
+        print(f"biogliner annotate: {exc}", file=sys.stderr)
+        return 2
+
+    def ensure_ray() -> None:
+        import ray
+
+        if ray.is_initialized():
+            return
+        runtime_env = {"env_vars": ray_env_vars()}
+        address = os.environ.get("RAY_ADDRESS")
+        if connect == "cluster":
+            ray.init(address=address or "auto", runtime_env=runtime_env, log_to_driver=True)
+        elif address:
+            ray.init(address=address, runtime_env=runtime_env)
+        else:
+            log.info("starting a local Ray")
+            ray.init(include_dashboard=False, runtime_env=runtime_env)
+
+    from biogliner.model import CheckpointError
+    from biogliner.pipeline.runner import annotate
+
+    try:
+        summary = annotate(config, ensure_ray=ensure_ray)
+    except (ValueError, FileNotFoundError, CheckpointError) as exc:  # bad label set, no input, mismatched bank...
+        print(f"biogliner annotate: {exc}", file=sys.stderr)
+        return 2
+    print(summary.render())
+    return 0 if summary.ok else 1

@@ -1,0 +1,150 @@
+"""The annotation job: plan -> parse -> tokenise -> NER (actor pool) -> write + commit -> summary.
+
+:func:`annotate` is the library entrypoint. It never starts Ray: when there is work to do it
+calls ``ensure_ray()`` (given by the CLI/job script) and expects Ray to be initialised after it.
+A finished job reruns without Ray and without loading the model (the plan sees everything
+committed).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+
+from biogliner import io as bio
+from biogliner.pipeline.banks import BankInfo, prepare_banks, resolve_label_sets
+from biogliner.pipeline.commit import Committer
+from biogliner.pipeline.config import AnnotateConfig
+from biogliner.pipeline.faults import Faults
+from biogliner.pipeline.parse import ParseParams, parse_datasource
+from biogliner.pipeline.plan import make_plan
+from biogliner.pipeline.summary import RunSummary
+
+log = logging.getLogger(__name__)
+
+
+def annotate(config: AnnotateConfig, *, ensure_ray: Callable[[], None] | None = None) -> RunSummary:
+    """Run the job described by ``config``; returns its summary (also saved under ``_runs/``)."""
+    from biogliner.store.manifest import Store
+
+    started = time.time()
+    t0 = time.perf_counter()
+    storage_options = bio.resolve_storage_options(config.output, config.storage_options)
+    store = Store(config.output, storage_options)
+    sources = resolve_label_sets(config.labels, config.threshold, config.storage_options)
+    set_ids = [s.id for s in sources]
+    plan = make_plan(config.inputs, store, set_ids, config.storage_options)
+    summary = RunSummary.start(config, started)
+    summary.files_total = plan.total
+    summary.files_skipped = len(plan.done)
+    log.info("plan: %d input file(s), %d already committed, %d to do", plan.total, len(plan.done), len(plan.todo))
+    if plan.todo:
+        if ensure_ray is not None:
+            ensure_ray()
+        _execute(config, store, plan, sources, summary, storage_options)
+    summary.finish(time.perf_counter() - t0)
+    summary.url = store.put_json(f"_runs/{config.run_id}.json", summary.to_dict())
+    return summary
+
+
+def _execute(config, store, plan, sources, summary: RunSummary, storage_options) -> None:
+    import ray
+
+    if not ray.is_initialized():
+        raise RuntimeError("annotate: Ray is not initialised (the CLI/job script starts or connects to it)")
+    from ray.data import ActorPoolStrategy, DataContext
+
+    from biogliner.pipeline.ner import Annotate
+    from biogliner.pipeline.tokenize import Tokenize
+
+    # one input-independent storage-options dict per URL family, explicit endpoint included:
+    # the workers must not depend on AWS_ENDPOINT_URL reaching them
+    in_opts = {bio.protocol_of(i.url): bio.resolve_storage_options(i.url, config.storage_options) for i in plan.todo}
+    model_opts = bio.resolve_storage_options(config.model, config.storage_options)
+
+    bank_dir = bio.join(config.output, "_runs", config.run_id, "banks")
+    if bio.protocol_of(config.output) == "file" and not _local_cluster(ray):
+        raise ValueError(f"output {config.output!r} is a local path but Ray is a multi-node cluster: use an object-store URL")
+    t_banks = time.perf_counter()
+    bank_urls, fingerprint = prepare_banks(
+        sources, config.model, bank_dir, revision=config.model_revision, cache_dir=config.cache_dir, storage_options=config.storage_options
+    )
+    summary.model_fingerprint = fingerprint
+    summary.timings["banks_s"] = round(time.perf_counter() - t_banks, 3)
+    banks = [BankInfo(s.id, fingerprint, tuple(spec.name for spec in s.label_set.labels)) for s in sources]
+
+    ctx = DataContext.get_current()
+    bars = config.progress == "bars" or (config.progress == "auto" and sys.stderr.isatty())
+    ctx.enable_progress_bars = bars
+    ctx.verbose_progress = False
+    has_gpus = ray.cluster_resources().get("GPU", 0) > 0
+    gpus = config.gpus_per_worker if config.gpus_per_worker is not None else (1.0 if has_gpus else 0.0)
+
+    params = ParseParams(
+        output=config.output,
+        storage_options=storage_options,
+        run_id=config.run_id,
+        input_options=in_opts,
+        verify_md5=config.verify_md5,
+        block_rows=config.block_rows,
+        fault=config.fault,
+        fault_dir=config.fault_dir,
+    )
+    # inputs in a stable order: PubMed replay order is not needed for correctness (each input is
+    # its own partition), but a stable order makes progress and partial runs predictable
+    items = sorted(plan.todo, key=lambda i: (i.source, i.input))
+    ds = ray.data.read_datasource(
+        parse_datasource(items, params),
+        override_num_blocks=len(items),
+        concurrency=min(config.max_parse_tasks, len(items)),
+    )
+    ds = ds.map_batches(
+        Tokenize(config.model, revision=config.model_revision, cache_dir=config.cache_dir, storage_options=model_opts),
+        batch_format="pyarrow",
+        batch_size=None,
+        zero_copy_batch=True,
+    )
+    ds = ds.map_batches(
+        Annotate,
+        fn_constructor_kwargs={
+            "model": config.model,
+            "bank_urls": bank_urls,
+            "batch_size": config.batch_size,
+            "device": config.device,
+            "precision": config.precision,
+            "revision": config.model_revision,
+            "cache_dir": config.cache_dir,
+            "storage_options": model_opts if "://" in config.model else storage_options,
+            "fault": config.fault,
+            "fault_dir": config.fault_dir,
+        },
+        compute=ActorPoolStrategy(size=config.num_model_workers),
+        batch_size=config.rows_per_call,
+        batch_format="pyarrow",
+        num_gpus=gpus,
+        num_cpus=config.cpus_per_worker,
+    )
+
+    committer = Committer(store, items, banks, config.run_id, Faults(config.fault, config.fault_dir))
+    t_run = time.perf_counter()
+    last_log = t_run
+    for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+        for done in committer.add(batch):
+            summary.add_committed(done)
+        now = time.perf_counter()
+        if not bars and config.progress != "none" and now - last_log >= config.log_every_s:
+            last_log = now
+            log.info(summary.progress_line(len(items), now - t_run))
+    summary.duplicates = committer.duplicates
+    missing = committer.incomplete()
+    if missing:
+        summary.incomplete = missing
+        log.error("%d input(s) never completed: %s", len(missing), ", ".join(missing[:10]))
+    summary.timings["pipeline_s"] = round(time.perf_counter() - t_run, 3)
+
+
+def _local_cluster(ray) -> bool:
+    return len([n for n in ray.nodes() if n.get("Alive")]) <= 1
