@@ -62,7 +62,9 @@ def _abstract_passages(abstract, prefix: str, out: list[Passage]) -> None:
         out.append(Passage(f"{prefix}:{label}" if label else prefix, text))
 
 
-def _title_passages(article, out: list[Passage]) -> None:
+def _title_passages(article, out: list[Passage]) -> Passage | None:
+    """Append the title; return the vernacular-title passage to append after the abstract
+    (document order), if the vernacular title was not used as the title."""
     title_el = article.find("ArticleTitle")
     title = _text(title_el) if title_el is not None else ""
     vern_el = article.find("VernacularTitle")
@@ -70,10 +72,9 @@ def _title_passages(article, out: list[Passage]) -> None:
     if title.lower() in _NOT_AVAILABLE:
         if vern:
             out.append(Passage("title", vern))
-        return
+        return None
     out.append(Passage("title", title))
-    if vern:
-        out.append(Passage("vernacular_title", vern))
+    return Passage("vernacular_title", vern) if vern else None
 
 
 def _ids(article_id_list) -> tuple[str | None, str | None]:
@@ -112,10 +113,12 @@ def parse_medline_citation(
     journal = language = doi = pmcid = None
     year = None
     if article is not None:
-        _title_passages(article, passages)
+        vernacular = _title_passages(article, passages)
         abstract = article.find("Abstract")
         if abstract is not None:
             _abstract_passages(abstract, "abstract", passages)
+        if vernacular is not None:
+            passages.append(vernacular)
         journal_el = article.find("Journal")
         if journal_el is not None:
             journal = journal_el.findtext("Title") or journal_el.findtext("ISOAbbreviation")
