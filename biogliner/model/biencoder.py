@@ -1,0 +1,267 @@
+"""``BiEncoder``: load a GLiNER bi-encoder checkpoint strictly, embed label sets, predict entities.
+
+    model = BiEncoder.load("Ihor/gliner-biomed-bi-small-v1.0")      # or a local dir, or s3://...
+    bank = model.embed_labels(LabelSet.from_names(["gene", "disease"]))
+    entities = model.predict(texts, [bank])                         # [text][bank] -> list[Entity]
+
+One encoder pass per chunk serves every bank: the banks' folded label terms are concatenated on
+the label axis of the span head and split again for decoding.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from biogliner.labels import LabelSet
+from biogliner.model.checkpoint import fingerprint as compute_fingerprint
+from biogliner.model.checkpoint import load_state_dict, resolve
+from biogliner.model.config import ModelConfig
+from biogliner.model.decode import BankSlice, candidates, greedy
+from biogliner.model.errors import CheckpointError, LabelBankError
+from biogliner.model.labelbank import LabelBank
+from biogliner.model.network import IGNORED_PREFIXES, BiEncoderNet, map_key
+from biogliner.model.preprocess import EncodedText, Preprocessor, load_tokenizer
+from biogliner.schema import Entity
+
+logger = logging.getLogger(__name__)
+
+Precision = Literal["fp32", "bf16", "fp16"]
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class BiEncoder:
+    """A loaded GLiNER bi-encoder (see module docstring)."""
+
+    def __init__(
+        self,
+        net: BiEncoderNet,
+        config: ModelConfig,
+        preprocessor: Preprocessor,
+        labels_tokenizer,
+        fingerprint: str,
+        *,
+        device: str = "cpu",
+        precision: Precision = "fp32",
+        source: str = "<memory>",
+    ):
+        if precision not in ("fp32", "bf16", "fp16"):
+            raise ValueError(f"precision must be fp32, bf16 or fp16, not {precision!r}")
+        self.net = net.to(device).eval()
+        self.config = config
+        self._pre = preprocessor
+        self.labels_tokenizer = labels_tokenizer
+        self.fingerprint = fingerprint
+        self.device = torch.device(device)
+        self.precision = precision
+        self.source = source
+        self._pad_id = preprocessor.tokenizer.pad_token_id or 0
+
+    # -- loading --------------------------------------------------------------------------------
+    @classmethod
+    def load(
+        cls,
+        ref: str,
+        *,
+        revision: str | None = None,
+        device: str | None = None,
+        precision: Precision = "fp32",
+        cache_dir: str | None = None,
+        storage_options: dict | None = None,
+    ) -> BiEncoder:
+        directory = resolve(ref, revision=revision, cache_dir=cache_dir, storage_options=storage_options)
+        return cls.from_directory(directory, device=device, precision=precision, source=ref)
+
+    @classmethod
+    def from_directory(
+        cls, directory: Path, *, device: str | None = None, precision: Precision = "fp32", source: str | None = None
+    ) -> BiEncoder:
+        directory = Path(directory)
+        config = ModelConfig.from_file(directory / "gliner_config.json")
+        state, weights_file = load_state_dict(directory)
+        preprocessor = Preprocessor(config, load_tokenizer(directory), source=str(directory))
+        labels_tokenizer = load_tokenizer(directory, "labels_tokenizer")
+        net = build_net(config, state, weights_file)
+        fp = compute_fingerprint(config.canonical_json(), state, directory)
+        del state
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        logger.info("loaded %s (fingerprint %s) on %s, %s", source or directory, fp, device, precision)
+        return cls(net, config, preprocessor, labels_tokenizer, fp, device=device, precision=precision, source=source or str(directory))
+
+    def preprocessor(self) -> Preprocessor:
+        return self._pre
+
+    # -- labels ---------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def embed_labels(self, label_set: LabelSet) -> LabelBank:
+        """Embed ``label_set`` (fp32, whatever the precision): vectors, folded terms, fingerprint."""
+        if not isinstance(label_set, LabelSet):
+            raise TypeError(f"embed_labels needs a LabelSet, got {type(label_set).__name__}")
+        tok = self.labels_tokenizer(list(label_set.prompts), return_tensors="pt", truncation=True, padding="longest")
+        vec = self.net.encode_labels(tok["input_ids"].to(self.device), tok["attention_mask"].to(self.device))
+        return LabelBank(
+            label_set=label_set,
+            model_fingerprint=self.fingerprint,
+            p=vec.p.float().cpu(),
+            q=vec.q.float().cpu(),
+            r=vec.r.float().cpu(),
+        )
+
+    # -- prediction -----------------------------------------------------------------------------
+    def predict(self, texts: Sequence[str], banks: Sequence[LabelBank], *, batch_size: int = 8) -> list[list[list[Entity]]]:
+        """``out[i][b]``: entities of ``texts[i]`` under ``banks[b]`` (char offsets into ``texts[i]``)."""
+        if isinstance(texts, str):
+            raise TypeError("predict takes a sequence of texts, not a single str")
+        return self.predict_encoded(self._pre.encode(texts), banks, batch_size=batch_size)
+
+    def predict_encoded(
+        self, encoded: Sequence[EncodedText], banks: Sequence[LabelBank], *, batch_size: int = 8
+    ) -> list[list[list[Entity]]]:
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        slices, q, r, thresholds = self._stack_banks(banks)
+        out: list[list[list[Entity]]] = [[[] for _ in banks] for _ in encoded]
+        # One work item per chunk, longest first: batches of similar lengths pad little.
+        items = [(t, c) for t, e in enumerate(encoded) for c in range(e.n_chunks)]
+        items.sort(key=lambda tc: -len(encoded[tc[0]].chunk_input_ids[tc[1]]))
+        found: dict[tuple[int, int], list[list[Entity]]] = {}
+        with torch.inference_mode(), self._autocast():
+            for lo in range(0, len(items), batch_size):
+                batch = items[lo : lo + batch_size]
+                self._run_batch(encoded, batch, slices, q, r, thresholds, found)
+        for t, e in enumerate(encoded):
+            for c in range(e.n_chunks):  # chunks in text order: entities come out sorted by start
+                for b, ents in enumerate(found.get((t, c), ())):
+                    out[t][b].extend(ents)
+        return out
+
+    def _stack_banks(self, banks: Sequence[LabelBank]):
+        if not banks:
+            raise LabelBankError("predict needs at least one label bank")
+        slices, qs, rs, ths = [], [], [], []
+        offset = 0
+        for i, bank in enumerate(banks):
+            if not isinstance(bank, LabelBank):
+                raise TypeError(f"banks[{i}] is {type(bank).__name__}, not a LabelBank (use embed_labels)")
+            bank.check(self.fingerprint, where=f"banks[{i}]")
+            if bank.hidden_size != self.config.hidden_size:
+                raise LabelBankError(f"banks[{i}]: hidden size {bank.hidden_size} != model's {self.config.hidden_size}")
+            n = len(bank.label_set.labels)
+            slices.append(BankSlice(offset, n, bank.label_set.flat_ner, bank.label_set.multi_label, bank.label_set.names))
+            qs.append(bank.q)
+            rs.append(bank.r)
+            ths.append(bank.thresholds())
+            offset += n
+        dev = self.device
+        return slices, torch.cat(qs).to(dev), torch.cat(rs).to(dev), torch.cat(ths)
+
+    def _autocast(self):
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=_DTYPES[self.precision])
+
+    def _run_batch(self, encoded, batch, slices, q, r, thresholds, found) -> None:
+        ids = [encoded[t].chunk_input_ids[c] for t, c in batch]
+        wpos = [encoded[t].chunk_word_tokens[c] for t, c in batch]
+        n_tok = max(len(x) for x in ids)
+        n_words = max(len(x) for x in wpos)
+        input_ids = torch.full((len(batch), n_tok), self._pad_id, dtype=torch.long)
+        attention = torch.zeros((len(batch), n_tok), dtype=torch.long)
+        word_pos = torch.zeros((len(batch), n_words), dtype=torch.long)
+        for row, (x, w) in enumerate(zip(ids, wpos)):
+            input_ids[row, : len(x)] = torch.tensor(x)
+            attention[row, : len(x)] = 1
+            word_pos[row, : len(w)] = torch.tensor(w)
+        lengths = torch.tensor([len(w) for w in wpos])
+        dev = self.device
+        logits = self.net.span_logits(input_ids.to(dev), attention.to(dev), word_pos.to(dev), q, r)
+        rows, starts, widths, labels, scores = candidates(logits, thresholds, lengths)
+        # Split candidates by (row, bank); rows and labels are already in row-major order.
+        bank_of = torch.empty(int(q.shape[0]), dtype=torch.long)
+        for b, s in enumerate(slices):
+            bank_of[s.offset : s.offset + s.size] = b
+        bank_idx = bank_of.numpy()[labels] if len(labels) else labels
+        for row, (t, c) in enumerate(batch):
+            enc = encoded[t]
+            base = enc.chunk_word_offsets[c]
+            per_bank: list[list[Entity]] = []
+            in_row = rows == row
+            for b, sl in enumerate(slices):
+                sel = in_row & (bank_idx == b)
+                if not sel.any():
+                    per_bank.append([])
+                    continue
+                accepted = greedy(
+                    starts[sel], widths[sel], labels[sel] - sl.offset, scores[sel], flat_ner=sl.flat_ner, multi_label=sl.multi_label
+                )
+                per_bank.append(_entities(enc, base, accepted, sl.names))
+            found[(t, c)] = per_bank
+
+
+def _entities(enc: EncodedText, base: int, accepted, names: tuple[str, ...]) -> list[Entity]:
+    """Entities from accepted (start_word, end_word, label, score) of the chunk starting at word ``base``."""
+    out = []
+    for s, e, label, score in accepted:
+        start, end = enc.word_starts[base + s], enc.word_ends[base + e]
+        out.append(Entity(start=start, end=end, text=enc.text[start:end], label=names[label], score=score))
+    return out
+
+
+def build_net(config: ModelConfig, state: dict, weights_file: str) -> BiEncoderNet:
+    """A :class:`BiEncoderNet` holding exactly the checkpoint's weights (strict, see below).
+
+    Every checkpoint key must map to a parameter/buffer of ours (the dead LSTM ``rnn.*`` excepted:
+    read and dropped) and every persistent parameter/buffer of ours must be loaded, with equal
+    shapes; otherwise :class:`CheckpointError` lists the offending keys.
+    """
+    net = BiEncoderNet(config.encoder_config, config.labels_encoder_config, config.hidden_size, config.max_width)
+    mapped: dict[str, torch.Tensor] = {}
+    unknown: list[str] = []
+    for key, tensor in state.items():
+        if key.startswith(IGNORED_PREFIXES):
+            continue
+        ours = map_key(key)
+        if ours is None:
+            unknown.append(key)
+        else:
+            mapped[ours] = tensor
+    _match_embedding_sizes(net, mapped)
+    own = net.state_dict()
+    unexpected = sorted(k for k in mapped if k not in own) + sorted(unknown)
+    missing = sorted(k for k in own if k not in mapped)
+    bad_shape = sorted(
+        f"{k}: checkpoint {tuple(mapped[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in mapped
+        if k in own and tuple(mapped[k].shape) != tuple(own[k].shape)
+    )
+    problems = []
+    if unexpected:
+        problems.append(f"unused checkpoint keys ({len(unexpected)}): {', '.join(unexpected[:20])}")
+    if missing:
+        problems.append(f"model parameters not in the checkpoint ({len(missing)}): {', '.join(missing[:20])}")
+    if bad_shape:
+        problems.append(f"shape mismatches ({len(bad_shape)}): {'; '.join(bad_shape[:20])}")
+    if problems:
+        raise CheckpointError(f"{weights_file}: checkpoint does not match its gliner_config.json: " + " | ".join(problems))
+    net.load_state_dict(mapped, strict=True)
+    return net
+
+
+def _match_embedding_sizes(net: BiEncoderNet, mapped: dict) -> None:
+    """Resize a backbone's token embedding table to the checkpoint's (GLiNER may have saved a
+    resized table while the embedded config keeps the original ``vocab_size``)."""
+    for side in (net.text, net.labels):
+        prefix = "text.model." if side is net.text else "labels.model."
+        emb = side.model.get_input_embeddings()
+        name = next((n for n, p in side.model.named_parameters() if p is emb.weight), None)
+        if name is None:
+            continue
+        w = mapped.get(prefix + name)
+        if w is not None and w.dim() == 2 and w.shape[1] == emb.weight.shape[1] and w.shape[0] != emb.weight.shape[0]:
+            side.model.resize_token_embeddings(int(w.shape[0]))

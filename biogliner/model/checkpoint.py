@@ -1,0 +1,224 @@
+"""Finding and reading GLiNER checkpoints: hub id, local directory or fsspec URL.
+
+- local directory: used in place;
+- ``s3://...`` (any fsspec URL): copied once per machine into a local cache directory keyed by
+  the URL and the remote listing (names, sizes, ETags/mtimes), so a changed checkpoint gets a new
+  entry. Concurrent actors are safe: a file lock serialises downloads of one key, and each
+  download goes to a temporary directory that is atomically renamed into place when complete;
+- hub id (``owner/name``, optional ``revision``): ``huggingface_hub.snapshot_download`` (honours
+  ``HF_HUB_OFFLINE`` and the usual HF cache; a missing network is a clear :class:`CheckpointError`).
+
+Weights are read with ``safetensors`` or ``torch.load(weights_only=True)``, never unpickled freely.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from biogliner.model.errors import CheckpointError
+
+logger = logging.getLogger(__name__)
+
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+# Files (besides config and weights) that change what the model computes: they enter the fingerprint.
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "spm.model",
+    "sentencepiece.bpe.model",
+)
+_HUB_PATTERNS = ["*.json", "*.safetensors", "*.bin", "*.txt", "*.model", "labels_tokenizer/*"]
+
+
+def default_cache_dir() -> Path:
+    root = os.environ.get("BIOGLINER_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "biogliner"
+    )
+    return Path(root) / "checkpoints"
+
+
+def resolve(
+    ref: str,
+    *,
+    revision: str | None = None,
+    cache_dir: str | None = None,
+    storage_options: dict | None = None,
+) -> Path:
+    """The local directory holding checkpoint ``ref`` (downloading it if needed)."""
+    if ref.startswith("file://"):
+        ref = ref[len("file://") :]
+    if "://" in ref:
+        return _fetch_fsspec(ref, Path(cache_dir) if cache_dir else default_cache_dir(), storage_options)
+    path = Path(ref).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise CheckpointError(f"{ref}: is a file; a checkpoint is a directory holding gliner_config.json")
+    looks_local = ref.startswith(("/", "./", "../", "~")) or ref.count("/") != 1
+    if looks_local:
+        raise CheckpointError(f"{ref}: no such checkpoint directory (and not a hub id of the form owner/name)")
+    return _fetch_hub(ref, revision, cache_dir)
+
+
+def _fetch_hub(repo_id: str, revision: str | None, cache_dir: str | None) -> Path:
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:  # pragma: no cover - huggingface_hub ships with transformers
+        raise CheckpointError(f"{repo_id}: huggingface_hub is not installed; pass a local directory or URL") from None
+    try:
+        return Path(
+            snapshot_download(repo_id, revision=revision, cache_dir=cache_dir, allow_patterns=_HUB_PATTERNS)
+        )
+    except Exception as exc:  # the hub client raises many types (offline, 404, auth, network)
+        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+        hint = " (HF_HUB_OFFLINE is set and it is not in the local HF cache)" if offline else ""
+        raise CheckpointError(
+            f"{repo_id}{'@' + revision if revision else ''}: cannot fetch from the Hugging Face hub{hint}: "
+            f"{type(exc).__name__}: {exc}. Pass a local directory or an s3:// URL instead."
+        ) from exc
+
+
+def _fetch_fsspec(url: str, cache_root: Path, storage_options: dict | None) -> Path:
+    from biogliner import io as bio
+
+    fs, root = bio.filesystem(url, storage_options)
+    root = root.rstrip("/")
+    try:
+        listing = fs.find(root, detail=True)
+    except FileNotFoundError:
+        listing = {}
+    files = {p: info for p, info in listing.items() if info.get("type", "file") != "directory"}
+    if not files:
+        raise CheckpointError(f"{url}: no checkpoint files found there")
+    rels = {p: p[len(root) :].lstrip("/") for p in files}
+    if "gliner_config.json" not in rels.values():
+        raise CheckpointError(f"{url}: no gliner_config.json at that prefix")
+    signature = json.dumps(
+        sorted(
+            (rels[p], info.get("size"), str(info.get("ETag") or info.get("etag") or info.get("mtime") or ""))
+            for p, info in files.items()
+        )
+    )
+    key = hashlib.sha256(f"{url}\n{signature}".encode()).hexdigest()[:20]
+    name = "".join(c if c.isalnum() or c in "-_." else "-" for c in root.rsplit("/", 1)[-1])[:60]
+    final = cache_root / f"{name}-{key}"
+    if (final / ".complete").exists():
+        return final
+    cache_root.mkdir(parents=True, exist_ok=True)
+    with _FileLock(cache_root / f"{name}-{key}.lock"):
+        if (final / ".complete").exists():  # another process finished while we waited
+            return final
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}-{key}-", dir=cache_root))
+        try:
+            for p, rel in rels.items():
+                dest = tmp / rel
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                fs.get_file(p, str(dest))
+            (tmp / ".complete").write_text(url + "\n")
+            if final.exists():  # a stale, incomplete entry (crash mid-rename is impossible: rename is atomic)
+                shutil.rmtree(final)
+            os.rename(tmp, final)
+            logger.info("fetched %s (%d files) into %s", url, len(rels), final)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+class _FileLock:
+    """An exclusive advisory lock on a file (POSIX ``flock``); a no-op where unavailable."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.fd: int | None = None
+
+    def __enter__(self) -> _FileLock:
+        self.fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            import fcntl
+
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+        except ImportError:  # pragma: no cover - non-POSIX: tmp dir + rename still keeps it correct
+            pass
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing releases the flock
+            self.fd = None
+
+
+def load_state_dict(directory: Path) -> tuple[dict[str, Any], str]:
+    """All tensors of the checkpoint in ``directory`` and the file(s) they came from."""
+    import torch
+
+    for name in WEIGHT_FILES:
+        path = directory / name
+        if not path.exists():
+            continue
+        if name.endswith(".index.json"):
+            try:
+                index = json.loads(path.read_text())
+                shards = sorted(set(index["weight_map"].values()))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise CheckpointError(f"{path}: corrupt shard index ({exc})") from None
+            state: dict[str, Any] = {}
+            for shard in shards:
+                state.update(_load_file(directory / shard))
+            return state, str(path)
+        return _load_file(path), str(path)
+    raise CheckpointError(f"{directory}: no weights (expected one of {', '.join(WEIGHT_FILES)})")
+
+
+def _load_file(path: Path) -> dict[str, Any]:
+    import torch
+
+    if not path.exists():
+        raise CheckpointError(f"{path}: missing weight file")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path), device="cpu")
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except CheckpointError:
+        raise
+    except Exception as exc:  # safetensors/pickle raise assorted types on corrupt files
+        raise CheckpointError(f"{path}: cannot read weights ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path}: not a flat state dict of tensors")
+    return state
+
+
+def fingerprint(config_json: str, state: dict[str, Any], directory: Path) -> str:
+    """A stable identity of what the checkpoint computes: sha256 of the canonical config, every
+    tensor (name, dtype, shape, bytes; independent of the file format) and the tokenizer files."""
+    import torch
+
+    h = hashlib.sha256()
+    h.update(b"biogliner-fingerprint-v1\0")
+    h.update(config_json.encode())
+    for name in sorted(state):
+        t = state[name].detach().contiguous().cpu()
+        h.update(f"\0{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+        if t.numel():
+            h.update(t.view(-1).view(torch.uint8).numpy().data)
+    for sub in ("", "labels_tokenizer/"):
+        for fname in TOKENIZER_FILES:
+            p = directory / sub / fname
+            if p.exists():
+                h.update(f"\0{sub}{fname}\0".encode())
+                h.update(p.read_bytes())
+    return h.hexdigest()[:24]

@@ -1,0 +1,177 @@
+"""The GLiNER bi-encoder forward pass (``span_mode="markerV0"``), with the span head folded.
+
+Text side, per chunk of words::
+
+    h      = text_encoder(subwords) [@ projection]            # [B, T, D]
+    w_i    = h[first subtoken of word i]                       # [B, L, D]
+    s, e   = MLP_start(w), MLP_end(w)                          # Linear(D,4D) ReLU Linear(4D,D)
+    A_i    = W1a relu(s_i);   B_j = W1b relu(e_j) + b1          # [B, L, 4D], once per word
+
+Label side, once per label set (see :class:`LabelVectors`)::
+
+    p_c    = prompt_rep_layer(mean_pool(labels_encoder(label) [@ labels_projection]))
+    q_c    = W2ᵀ p_c;   r_c = b2 · p_c
+
+GLiNER's span representation is ``out_project(relu(cat(s_i, e_j)))`` with ``out_project =
+Linear(2D,4D) ReLU Linear(4D,D)``, scored by a dot product with ``p_c``. Since the last layer is
+linear, ``logit(i, j, c) = relu(A_i + B_j) · q_c + r_c`` exactly: the ``[B, L, K, D]`` span tensor
+is never built and the per-span cost drops from ~12·D² to 4D·(C+1) multiply-adds.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+
+class MLP(nn.Module):
+    """GLiNER's ``create_projection_layer``: Linear(d_in, 4·d_out) → ReLU → (Dropout) → Linear(4·d_out, d_out)."""
+
+    def __init__(self, d_in: int, d_out: int):
+        super().__init__()
+        self.fc1 = nn.Linear(d_in, 4 * d_out)
+        self.fc2 = nn.Linear(4 * d_out, d_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(torch.relu(self.fc1(x)))
+
+
+@dataclass
+class LabelVectors:
+    """Everything the span head needs about a label set: ``p`` [C, D] (after ``prompt_rep_layer``),
+    the folded ``q`` [C, 4D] and ``r`` [C]."""
+
+    p: torch.Tensor
+    q: torch.Tensor
+    r: torch.Tensor
+
+
+class SpanHead(nn.Module):
+    """SpanMarkerV0 + the label dot product, folded (see module docstring)."""
+
+    def __init__(self, d: int, max_width: int):
+        super().__init__()
+        self.d = d
+        self.max_width = max_width
+        self.project_start = MLP(d, d)
+        self.project_end = MLP(d, d)
+        self.out_project = MLP(2 * d, d)
+
+    def fold_labels(self, p: torch.Tensor) -> LabelVectors:
+        w2, b2 = self.out_project.fc2.weight, self.out_project.fc2.bias  # [D, 4D], [D]
+        return LabelVectors(p=p, q=p @ w2, r=p @ b2)
+
+    def word_terms(self, words: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``A`` [B, L, 4D] and ``B + b1`` [B, L, 4D] from word vectors [B, L, D]."""
+        w1 = self.out_project.fc1.weight  # [4D, 2D]
+        s = torch.relu(self.project_start(words))
+        e = torch.relu(self.project_end(words))
+        a = s @ w1[:, : self.d].T
+        b = torch.addmm(self.out_project.fc1.bias, e.flatten(0, 1), w1[:, self.d :].T).view(a.shape)
+        return a, b
+
+    def forward(self, words: torch.Tensor, q: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        """Span logits [B, L, K, C] for word vectors [B, L, D] and folded labels ``q`` [C, 4D], ``r`` [C].
+
+        Entry ``[b, i, k, c]`` scores the span of words ``i..i+k``; entries with ``i + k >= L``
+        are ``-inf`` (callers also mask spans past each row's own length).
+        """
+        a, b = self.word_terms(words)
+        bsz, n, _ = a.shape
+        k_max = self.max_width
+        out = a.new_full((bsz, n, k_max, q.shape[0]), float("-inf"))
+        qt = q.T.to(a.dtype)
+        rr = r.to(a.dtype)
+        for k in range(min(k_max, n)):
+            h = torch.relu(a[:, : n - k] + b[:, k:])  # [B, L-k, 4D]
+            out[:, : n - k, k] = torch.addmm(rr, h.reshape(-1, h.shape[-1]), qt).view(bsz, n - k, -1)
+        return out
+
+
+class Encoder(nn.Module):
+    """A transformers backbone (built from its config dict, no download) + optional projection."""
+
+    def __init__(self, config: dict, d: int):
+        super().__init__()
+        from transformers import AutoConfig, AutoModel
+
+        cfg = dict(config)
+        model_type = cfg.pop("model_type")
+        for k in ("_name_or_path", "transformers_version", "architectures"):
+            cfg.pop(k, None)
+        hf_config = AutoConfig.for_model(model_type, **cfg)
+        self.model = AutoModel.from_config(hf_config)
+        width = hf_config.hidden_size
+        self.projection = nn.Linear(width, d) if width != d else None
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        h = self.model(input_ids=input_ids, attention_mask=attention_mask, return_dict=True).last_hidden_state
+        return self.projection(h) if self.projection is not None else h
+
+
+class BiEncoderNet(nn.Module):
+    """All weights of a GLiNER bi-encoder that its forward pass uses."""
+
+    def __init__(self, encoder_config: dict, labels_encoder_config: dict, d: int, max_width: int):
+        super().__init__()
+        self.text = Encoder(encoder_config, d)
+        self.labels = Encoder(labels_encoder_config, d)
+        self.span_head = SpanHead(d, max_width)
+        self.prompt_rep_layer = MLP(d, d)
+
+    # -- labels ---------------------------------------------------------------------------------
+    def encode_labels(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> LabelVectors:
+        x = self.labels(input_ids, attention_mask)  # [C, T, D]
+        m = attention_mask.unsqueeze(-1).to(x.dtype)
+        pooled = (x * m).sum(1) / m.sum(1).clamp(min=1e-9)  # GLiNER's mean_pooling
+        return self.span_head.fold_labels(self.prompt_rep_layer(pooled))
+
+    # -- text -----------------------------------------------------------------------------------
+    def word_vectors(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, word_pos: torch.Tensor
+    ) -> torch.Tensor:
+        """Word vectors [B, L, D]: the first subtoken's vector of each word (``word_pos`` [B, L])."""
+        h = self.text(input_ids, attention_mask)
+        return torch.gather(h, 1, word_pos.unsqueeze(-1).expand(-1, -1, h.shape[-1]))
+
+    def span_logits(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        word_pos: torch.Tensor,
+        q: torch.Tensor,
+        r: torch.Tensor,
+    ) -> torch.Tensor:
+        return self.span_head(self.word_vectors(input_ids, attention_mask, word_pos), q, r)
+
+
+# GLiNER state-dict prefixes -> ours. Checkpoint keys under IGNORED_PREFIXES are read and dropped.
+KEY_MAP = (
+    ("token_rep_layer.bert_layer.model.", "text.model."),
+    ("token_rep_layer.projection.", "text.projection."),
+    ("token_rep_layer.labels_encoder.model.", "labels.model."),
+    ("token_rep_layer.labels_projection.", "labels.projection."),
+    ("span_rep_layer.span_rep_layer.", "span_head."),
+    ("prompt_rep_layer.", "prompt_rep_layer."),
+)
+IGNORED_PREFIXES = ("rnn.",)  # the bi-encoder stores an LSTM that its forward never runs
+_MLP_SUFFIX = {".0.weight": ".fc1.weight", ".0.bias": ".fc1.bias", ".3.weight": ".fc2.weight", ".3.bias": ".fc2.bias"}
+
+
+def map_key(key: str) -> str | None:
+    """Our parameter name for GLiNER checkpoint key ``key`` (None: not a key we know)."""
+    for src, dst in KEY_MAP:
+        if key.startswith(src):
+            out = dst + key[len(src) :]
+            if dst in ("span_head.", "prompt_rep_layer."):
+                for s, d in _MLP_SUFFIX.items():
+                    if out.endswith(s):
+                        return out[: -len(s)] + d
+                return None
+            return out
+    return None
