@@ -10,7 +10,8 @@ Sections:
   acknowledgements (``ref-list`` is never read);
 - ``heading:<section>`` for the section titles themselves (they are text too);
 - ``caption:fig``, ``caption:table`` (caption title, caption paragraphs, table footnotes),
-  ``caption:supplementary`` -- wherever the float sits (body, back or ``floats-group``);
+  ``caption:supplementary``, ``caption:media`` (captions of graphics and media files too) --
+  wherever the float sits (body, back or ``floats-group``);
 - ``sub_article:...`` the same names for each ``sub-article`` / ``response`` (peer reviews,
   translations, replies), nested ones included.
 
@@ -44,13 +45,16 @@ BLOCKS = frozenset(
 # Never NER input (cell text, references, LaTeX sources, ids, labels, graphics, permissions).
 SKIPPED = frozenset(
     {
-        "table", "array", "ref-list", "tex-math", "label", "object-id", "graphic", "inline-graphic",
-        "media", "permissions", "sec-meta", "x",
+        "table", "array", "ref-list", "tex-math", "label", "object-id", "inline-graphic",
+        "permissions", "sec-meta", "x",
     }
 )  # fmt: skip
 EXCLUDED_FROM_TEXT = BLOCKS | SKIPPED
 CAPTIONED = {"fig": "fig", "fig-group": "fig", "table-wrap": "table", "table-wrap-group": "table",
-             "supplementary-material": "supplementary", "chem-struct-wrap": "fig"}  # fmt: skip
+             "supplementary-material": "supplementary", "chem-struct-wrap": "fig",
+             "graphic": "fig", "media": "media"}  # fmt: skip
+# Inside a float, a graphic's or media's own caption takes the float's kind.
+_INNER_MEDIA = frozenset({"graphic", "media"})
 
 
 def strip_namespaces(article: etree._Element) -> None:
@@ -153,7 +157,7 @@ class PassageCollector:
                     else:
                         self.block(part, section, [])
             elif name in CAPTIONED:
-                self.floating(child, CAPTIONED[name])
+                self.floating(child, kind if name in _INNER_MEDIA else CAPTIONED[name])
             elif name in ("table-wrap-foot", "attrib", "alt-text", "long-desc"):
                 self.container(child, section, [])
             elif name in SKIPPED or name in ("alternatives", "title"):
