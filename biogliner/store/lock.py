@@ -39,11 +39,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 
 from biogliner import io
+from biogliner.store import layout
 
 log = logging.getLogger(__name__)
-
-LOCKS_DIR = "_locks"
-
 
 class LockError(RuntimeError):
     """Base class of lock failures."""
@@ -339,11 +337,11 @@ class StoreLock:
         storage_options: dict | None = None,
         clock: Callable[[], float] = time.time,
     ):
-        if not name or "/" in name:
-            raise ValueError(f"bad lock name {name!r}")
+        if not name or layout.safe_name(name) != name:
+            raise ValueError(f"bad lock name {name!r}: use letters, digits and ._@+-")
         if ttl_s <= 0:
             raise ValueError("ttl_s must be > 0")
-        self.url = io.join(root_url, LOCKS_DIR, f"{name}.json")
+        self.url = io.join(root_url, layout.lock_relpath(name))
         self.name = name
         self.ttl_s = float(ttl_s)
         self.run_id = run_id or uuid.uuid4().hex[:12]
