@@ -1,0 +1,94 @@
+"""cluster/docker/fetch_model.py: the node-start model fetch (local dir, s3:// mirror, hub id)."""
+
+from __future__ import annotations
+
+import filecmp
+import importlib.util
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT
+
+SCRIPT = ROOT / "cluster" / "docker" / "fetch_model.py"
+
+
+@pytest.fixture(scope="module")
+def fm():
+    spec = importlib.util.spec_from_file_location("biogliner_fetch_model", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses resolve string annotations through sys.modules
+    try:
+        spec.loader.exec_module(mod)
+        yield mod
+    finally:
+        sys.modules.pop(spec.name, None)
+
+
+def _same_tree(a, b) -> bool:
+    files_a = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    files_b = sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file() and p.name != ".biogliner-fetch-complete")
+    return files_a == files_b and all(filecmp.cmp(a / f, b / f, shallow=False) for f in files_a)
+
+
+def test_source_kinds_and_default_dest(fm, tmp_path):
+    assert fm.source_kind("Ihor/gliner-biomed-bi-small-v1.0") == "hub"
+    assert fm.source_kind("s3://b/models/x") == "url"
+    assert fm.source_kind(str(tmp_path)) == "local"
+    with pytest.raises(ValueError, match="neither"):
+        fm.source_kind("not-a-dir-nor-hub-id")
+    assert fm.default_dest("s3://b/models/gliner-x/", "/c") .as_posix() == "/c/gliner-x"
+    assert fm.default_dest("Ihor/gliner-biomed-bi-small-v1.0", "/c").as_posix() == "/c/gliner-biomed-bi-small-v1.0"
+
+
+def test_fetch_local_dir_is_complete_marked_and_idempotent(fm, tiny_checkpoint, tmp_path):
+    dest = tmp_path / "cache" / "tiny"
+    out = fm.fetch(fm.FetchConfig(source=str(tiny_checkpoint), dest=dest))
+    assert out == dest and _same_tree(tiny_checkpoint, dest)
+    marker = json.loads((dest / fm.MARKER).read_text())
+    assert marker["source"] == str(tiny_checkpoint) and marker["files"] == sum(1 for p in tiny_checkpoint.rglob("*") if p.is_file())
+    # A second run on the node does nothing: a file added to the cache survives, the source is not read.
+    (dest / "sentinel").write_text("kept")
+    fm.fetch(fm.FetchConfig(source=str(tmp_path / "gone"), dest=dest))
+    assert (dest / "sentinel").read_text() == "kept"
+    assert [p.name for p in dest.parent.iterdir()] == ["tiny"], "no temporary directory left behind"
+
+
+def test_fetch_from_s3_mirror(fm, tiny_checkpoint, s3_bucket, tmp_path):
+    import s3fs
+
+    fs = s3fs.S3FileSystem()  # endpoint from AWS_ENDPOINT_URL (the loopback test server)
+    remote = f"{s3_bucket}/models/tiny-bi"
+    fs.put(str(tiny_checkpoint), remote, recursive=True)
+    dest = fm.fetch(fm.FetchConfig(source=remote, dest=tmp_path / "models" / "tiny-bi"))
+    assert _same_tree(tiny_checkpoint, dest)
+    assert (dest / "labels_tokenizer" / "tokenizer.json").is_file()
+
+
+def test_not_a_checkpoint_fails_and_leaves_nothing(fm, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "README.md").write_text("no config here")
+    dest = tmp_path / "cache" / "src"
+    with pytest.raises(FileNotFoundError, match="gliner_config.json"):
+        fm.fetch(fm.FetchConfig(source=str(src), dest=dest))
+    assert not dest.exists() and list(dest.parent.iterdir()) == []
+
+
+def test_cli_prints_the_directory_and_fails_clearly(tiny_checkpoint, tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "HOME": str(tmp_path)}
+    ok = subprocess.run(
+        [sys.executable, str(SCRIPT), "--source", str(tiny_checkpoint), "--cache", str(tmp_path / "c")],
+        capture_output=True, text=True, env=env, timeout=120,
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.strip() == str(tmp_path / "c" / tiny_checkpoint.name)
+    # A hub id with the hub unreachable (offline): exit 1, the message names the source.
+    bad = subprocess.run(
+        [sys.executable, str(SCRIPT), "--source", "nobody/no-such-model", "--cache", str(tmp_path / "c")],
+        capture_output=True, text=True, env=env, timeout=120,
+    )
+    assert bad.returncode == 1
+    assert "nobody/no-such-model" in bad.stderr and "Traceback" not in bad.stderr
+    assert not (tmp_path / "c" / "no-such-model").exists()
