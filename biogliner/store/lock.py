@@ -18,7 +18,9 @@ was read, so two processes never both believe they hold it:
   read-back catches it unless the second write lands after the first writer's read-back.
 
 Staleness is decided on the acquirer's clock against ``expires_at``: keep clocks in sync (NTP)
-and the TTL far above any skew. A holder refreshes the lock (``refresh``/``Heartbeat``) well
+and the TTL far above any skew. A lock whose owner ran on this very host, in this PID namespace,
+and whose process is gone (no such PID, or a PID reused by a process started at another time)
+is stale at once: a crashed run can be rerun right away on the same machine. A holder refreshes the lock (``refresh``/``Heartbeat``) well
 before it expires; a crashed holder's lock expires after the TTL and the next acquirer takes it
 over with a WARNING log line naming the previous owner.
 """
@@ -93,6 +95,51 @@ class LockInfo:
 
     def expires(self) -> float:
         return _parse_ts(self.expires_at)
+
+
+def _pid_namespace() -> str | None:
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+
+
+def _start_ticks(pid: int) -> str | None:
+    """Start time of ``pid`` in clock ticks since boot (Linux), to tell a reused PID apart."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read().decode(errors="replace")
+    except OSError:
+        return None
+    try:
+        return stat.rsplit(")", 1)[1].split()[19]
+    except IndexError:
+        return None
+
+
+def owner_identity(run_id: str) -> dict:
+    pid = os.getpid()
+    return {"host": socket.gethostname(), "pid": pid, "run_id": run_id, "pidns": _pid_namespace(),
+            "started": _start_ticks(pid)}
+
+
+def owner_is_dead(owner: dict) -> bool:
+    """True only when the owner provably ran here (same host and PID namespace) and its process is
+    gone; anything uncertain (another host, no /proc) is treated as alive."""
+    me = owner_identity("")
+    if not owner.get("pidns") or owner.get("host") != me["host"] or owner.get("pidns") != me["pidns"]:
+        return False
+    pid = owner.get("pid")
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass  # exists, another user's
+    started = owner.get("started")
+    return bool(started) and _start_ticks(pid) not in (None, started)
 
 
 def _ts(t: float) -> str:
@@ -363,7 +410,7 @@ class StoreLock:
         now = self.clock()
         return LockInfo(
             name=self.name,
-            owner={"host": socket.gethostname(), "pid": os.getpid(), "run_id": self.run_id},
+            owner=owner_identity(self.run_id),
             token=token,
             write_id=uuid.uuid4().hex,
             acquired_at=acquired_at or _ts(now),
@@ -391,7 +438,8 @@ class StoreLock:
                     continue  # released in between: try again
                 data, version = got
                 current = LockInfo.from_json(data, self.url)
-                if current.expires() > self.clock():
+                dead = owner_is_dead(current.owner)
+                if current.expires() > self.clock() and not dead:
                     raise LockHeldError(self.url, current)
                 try:
                     self._version = self._backend.replace(info.to_json(), version)
@@ -399,8 +447,9 @@ class StoreLock:
                     continue  # someone else refreshed or took it over first: look again
                 o = current.owner
                 log.warning(
-                    "took over expired lock %s from host=%s pid=%s run_id=%s (expired at %s)",
-                    self.url, o.get("host"), o.get("pid"), o.get("run_id"), current.expires_at,
+                    "took over %s lock %s from host=%s pid=%s run_id=%s (expires at %s)",
+                    "a dead process's" if dead else "expired", self.url, o.get("host"), o.get("pid"),
+                    o.get("run_id"), current.expires_at,
                 )
                 self._held = info
                 return info

@@ -194,3 +194,35 @@ def test_lock_across_processes(tmp_path):
     assert sorted(outs) == ["held", "held", "won"], outs
     stored = json.loads((tmp_path / "_locks" / "nightly.json").read_text())
     assert stored["owner"]["run_id"] == f"p{outs.index('won')}"
+
+
+def test_lock_of_a_dead_process_on_this_host_is_taken_at_once(tmp_path, caplog):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom biogliner.store.lock import StoreLock\n"
+        "StoreLock(sys.argv[1], 'nightly', ttl_s=3600, run_id='killed').acquire()\n"
+    )
+    subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, timeout=60)
+    lk = StoreLock(str(tmp_path), "nightly", ttl_s=3600, run_id="rerun")
+    assert lk.read().owner["run_id"] == "killed"  # not expired (1 h), but its process is gone
+    with caplog.at_level(logging.WARNING, logger="biogliner.store.lock"):
+        info = lk.acquire()
+    assert info.owner["run_id"] == "rerun"
+    assert any("dead process" in r.message and "run_id=killed" in r.message for r in caplog.records)
+
+
+def test_lock_of_another_host_waits_for_expiry(tmp_path):
+    clock = FakeClock()
+    lk = StoreLock(str(tmp_path), "nightly", ttl_s=60, run_id="remote", clock=clock)
+    lk.acquire()
+    # forge: the holder is a process on another machine with a PID that does not exist here
+    path = tmp_path / "_locks" / "nightly.json"
+    d = json.loads(path.read_text())
+    d["owner"].update(host="elsewhere.example", pid=2**22 + 7)
+    path.write_text(json.dumps(d))
+    with pytest.raises(LockHeldError, match="host=elsewhere.example"):
+        StoreLock(str(tmp_path), "nightly", ttl_s=60, run_id="local", clock=clock).acquire()
+    clock.t += 61
+    assert StoreLock(str(tmp_path), "nightly", ttl_s=60, run_id="local", clock=clock).acquire().owner["run_id"] == "local"
