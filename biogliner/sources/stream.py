@@ -25,6 +25,7 @@ from biogliner.sources.errors import (
     TruncatedInputError,
     UnsafeXMLError,
 )
+from biogliner.sources.gz import GzipStream
 from biogliner.sources.naming import basename
 from biogliner.sources.xmltext import SAFE_PARSER_OPTIONS, localname
 
@@ -170,7 +171,7 @@ def open_source(url: str, *, storage_options=None, verify_md5: bool = True) -> O
     try:
         magic = hashing.read(2)
         base = _Prefixed(magic, hashing)
-        stream = gzip.GzipFile(fileobj=base, mode="rb") if magic == b"\x1f\x8b" else base
+        stream = GzipStream(base) if magic == b"\x1f\x8b" else base
         opened.root, opened.root_nsmap, head = _sniff(stream, source_file)
         opened.stream = _Prefixed(head, stream)
     except SourceError:
@@ -193,14 +194,16 @@ def _sniff(stream, source_file: str) -> tuple[str, dict, bytes]:
             break
         chunks.append(chunk)
         total += len(chunk)
+        syntax_error = None
         try:
             parser.feed(chunk)
-            events = parser.read_events()
-            for _event, el in events:
-                _refuse_entities(el, source_file)
-                return localname(el.tag), dict(el.nsmap), b"".join(chunks)
-        except etree.XMLSyntaxError as exc:
-            raise MalformedXMLError(source_file, f"not XML: {exc}") from exc
+        except etree.XMLSyntaxError as exc:  # maybe later in the chunk: the reader will report it in place
+            syntax_error = exc
+        for _event, el in parser.read_events():
+            _refuse_entities(el, source_file)
+            return localname(el.tag), dict(el.nsmap), b"".join(chunks)
+        if syntax_error is not None:
+            raise MalformedXMLError(source_file, f"not XML: {syntax_error}") from syntax_error
     if total == 0:
         raise EmptyInputError(source_file, "the file holds no bytes")
     if total >= MAX_PROLOG:
