@@ -30,7 +30,7 @@ def _payload() -> bytes:
 def test_gzip_stream_matches_gzip_module(n):
     data = _payload()
     for comp in (gzip.compress(data), gzip.compress(data[:999]) + gzip.compress(data[999:]), gzip.compress(data) + b"\0" * 7):
-        assert _read_all(GzipStream(io.BytesIO(comp)), n) == gzip.decompress(comp.rstrip(b"\0")) == data
+        assert _read_all(GzipStream(io.BytesIO(comp)), n) == data
 
 
 def test_gzip_stream_gives_every_byte_before_the_error():
