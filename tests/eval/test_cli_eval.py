@@ -24,6 +24,8 @@ TEXTS = [
     ("a2", "Tamoxifen was given to MCF-7 cells; TP53 expression rose after treatment.", [("Tamoxifen", "Chemical"), ("TP53", "Gene")]),
     ("a3", "No entity is annotated in this sentence at all.", []),
     ("a4", "Insulin and glucose levels were measured in patients with diabetes mellitus.", [("Insulin", "Gene"), ("glucose", "Chemical"), ("diabetes mellitus", "Disease")]),
+    # ~480 regex words, over the model's 384-word window: chunked by BiEncoder.predict, never truncated
+    ("long", " ".join(f"Patient {i} took aspirin for breast cancer and BRCA1 was tested." for i in range(40)), [("aspirin", "Chemical"), ("BRCA1", "Gene")]),
 ]
 T_LOW, T_HIGH = 0.5, 0.51  # random weights score ~0.5: candidates exist at both
 
@@ -47,11 +49,14 @@ def gold_jsonl(tmp_path, model):
     with path.open("w") as fh:
         for (doc_id, text, ents), res in zip(TEXTS, preds):
             spans = {(text.index(m), text.index(m) + len(m), lab) for m, lab in ents}
+            spans |= {(text.rindex(m), text.rindex(m) + len(m), lab) for m, lab in ents}  # last occurrences too
             found = res[0]
             if found:
                 spans.add((found[0].start, found[0].end, plan.to_gold[found[0].label]))
             if len(found) > 1 and found[1].end - found[1].start > 1:
                 spans.add((found[1].start, found[1].end - 1, plan.to_gold[found[1].label]))
+            if doc_id == "long":  # predictions reach the end of the long text: it was chunked, not cut
+                assert max(e.end for e in found) > 0.9 * len(text)
             fh.write(json.dumps({"id": doc_id, "text": text, "entities": [{"start": a, "end": b, "label": c} for a, b, c in sorted(spans)]}) + "\n")
     return path
 
@@ -101,7 +106,8 @@ def test_eval_report_equals_metrics_on_predict(kind, model, tiny_checkpoint, gol
     corpus = read_gold(data)
     assert report["n_docs"] == len(corpus.docs) and report["n_gold"] == corpus.n_spans
     assert report["skipped_docs"] == len(corpus.skipped)
-    expected, n_pred = expected_scores(model, data, T_LOW)
+    by_threshold = {t: expected_scores(model, data, t) for t in (T_LOW, T_HIGH)}
+    expected, n_pred = by_threshold[T_LOW]
     assert n_pred > 0, "the random model should predict something at the lowest threshold"
     assert report["n_pred"] == n_pred
     assert_same(report["strict"], expected["strict"])
@@ -111,7 +117,7 @@ def test_eval_report_equals_metrics_on_predict(kind, model, tiny_checkpoint, gol
     # the sweep: each threshold equals a separate prediction at that threshold
     assert [r["threshold"] for r in report["sweep"]] == [T_LOW, T_HIGH]
     for row in report["sweep"]:
-        exp, _ = expected_scores(model, data, row["threshold"])
+        exp, _ = by_threshold[row["threshold"]]
         for mode in ("strict", "relaxed"):
             assert row[mode]["f1"] == pytest.approx(exp[mode].micro.f1)
             assert row[mode]["macro_f1"] == pytest.approx(exp[mode].macro["f1"])

@@ -17,6 +17,7 @@ import re
 from biogliner.eval.gold import GoldCorpus, GoldFormatError, RawAnnotation, RawDoc, RawPassage, Unit, assemble
 
 _TEXT_LINE = re.compile(r"^([^|\t]+)\|([ta])\|(.*)$")
+_INT = re.compile(r"-?\d+")
 
 
 def _flush(block: list[tuple[int, str]], corpus: GoldCorpus, unit: Unit) -> None:
@@ -50,10 +51,10 @@ def _flush(block: list[tuple[int, str]], corpus: GoldCorpus, unit: Unit) -> None
             where = f"{source}:{lineno}: document {cols[0]!r}"
             if cols[0] != doc_id:
                 raise GoldFormatError(f"{where}: annotation of another document (expected {doc_id!r})")
-            if len(cols) >= 5 and cols[1].isdigit() and cols[2].isdigit():
+            if len(cols) >= 5 and _INT.fullmatch(cols[1]) and _INT.fullmatch(cols[2]):
                 start, end = int(cols[1]), int(cols[2])
                 anns.append(RawAnnotation(f"line {lineno}", cols[4], ((start, end - start),), cols[3]))
-            elif len(cols) >= 3 and not cols[1].isdigit():
+            elif len(cols) >= 3 and not _INT.fullmatch(cols[1]):
                 corpus.dropped["relation_line"] += 1
             else:
                 raise GoldFormatError(f"{where}: not a title, abstract, annotation or relation line: {line[:80]!r}")
