@@ -5,12 +5,14 @@ Pure functions over spans (anything with ``start``, ``end`` (exclusive) and ``la
 
 Strict
     A prediction is a true positive iff a gold span has the same ``start``, ``end`` and ``label``.
-    Spans are compared as SETS per document (an exact duplicate counts once), as the GLiNER-biomed
-    evaluator does in its exact mode.
+    Spans are compared as SETS per document (an exact duplicate counts once). (The GLiNER-biomed
+    evaluator's non-span mode compares sets of (mention text, type) per document instead of
+    offsets; ours is the usual offset-exact definition of strict matching.)
 
 Relaxed (the GLiNER-biomed protocol, ``NEREvaluator`` with ``span_based=True``)
-    Per document, gold and predictions are sorted by ``(start, end, label)``. Each prediction in
-    turn is matched to the FIRST not-yet-matched gold span with the same label that shares at least
+    Per document, predictions are visited in GLiNER's decoder output order (by start, and by
+    decreasing score among spans with the same start; spans without a score keep their given
+    order), gold spans in their order sorted stably by start. Each prediction in turn is matched to the FIRST not-yet-matched gold span with the same label that shares at least
     one character with it (``p.start < g.end and g.start < p.end``); a match is a true positive, no
     match a false positive (counted under the prediction's label); gold spans left unmatched are
     false negatives. Matching is one-to-one and greedy, so:
@@ -23,8 +25,9 @@ Relaxed (the GLiNER-biomed protocol, ``NEREvaluator`` with ``span_based=True``)
 
     GLiNER-biomed compares word indices with inclusive ends (``p_start <= t_end and t_start <=
     p_end``: sharing a word); on character offsets with exclusive ends, sharing a character is the
-    same test. Its matching order is the decoder's output order (by start) and the gold order of
-    the data file (by start): sorting makes ours deterministic and equal on such inputs.
+    same test. The reference visits predictions in the decoder's output order and gold spans in file
+    order (by start in the benchmark files): the order matters when predictions nest (flat_ner
+    off), since greedy matching is not an optimal assignment, so ours follows the same order.
 
 Averages
     micro: P/R/F1 from the TP/FP/FN summed over all labels. macro: the unweighted mean of the
@@ -142,8 +145,8 @@ def match_strict(gold: Iterable[Any], pred: Iterable[Any]) -> dict[str, Counts]:
 
 def match_relaxed(gold: Iterable[Any], pred: Iterable[Any]) -> dict[str, Counts]:
     """Per-label counts for one document under the GLiNER-biomed relaxed protocol (see module doc)."""
-    g = sorted(as_tuple(s) for s in gold)
-    p = sorted(as_tuple(s) for s in pred)
+    g = sorted((as_tuple(s) for s in gold), key=lambda t: t[0])
+    p = [as_tuple(s) for s in sorted(pred, key=_decoder_order)]
     matched = [False] * len(g)
     counts: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
     for ps, pe, pl in p:
@@ -158,6 +161,13 @@ def match_relaxed(gold: Iterable[Any], pred: Iterable[Any]) -> dict[str, Counts]
         if not m:
             counts[gl][2] += 1
     return {label: Counts(*c) for label, c in counts.items()}
+
+
+def _decoder_order(span: Any) -> tuple[int, float]:
+    """GLiNER's output order: by start, and by decreasing score among spans with the same start
+    (the decoder accepts by score, then sorts stably by start)."""
+    score_ = getattr(span, "score", None)
+    return (as_tuple(span)[0], -float(score_) if score_ is not None else 0.0)
 
 
 _MATCHERS = {"strict": match_strict, "relaxed": match_relaxed}

@@ -50,8 +50,9 @@ DOC1 = ([Span(0, 5, G)], [Span(0, 5, C)])
 #   gold: (0,20,D) outer ; (0,6,G) inner (different label) ; (10,20,D) a second D nested in the outer
 #   pred: (0,20,D)
 #   strict:  D tp1 (0,20) fn1 (10,20) ; G fn1
-#   relaxed: sorted gold = (0,6,G), (0,20,D), (10,20,D); pred (0,20,D) overlaps both D golds:
-#            it matches only the first unmatched in order, (0,20,D) -> D tp1 ; (10,20,D) fn1 ; G fn1
+#   relaxed: gold by start (stable) = (0,20,D), (0,6,G), (10,20,D); pred (0,20,D) overlaps both D
+#            golds: it matches only the first unmatched same-label one, (0,20,D) -> D tp1 ;
+#            (10,20,D) fn1 ; G fn1
 DOC2 = ([Span(0, 20, D), Span(0, 6, G), Span(10, 20, D)], [Span(0, 20, D)])
 # doc 3: empty document (no gold, no predictions): contributes nothing
 DOC3 = ([], [])
@@ -163,3 +164,84 @@ def test_mismatched_lengths_and_bad_mode_raise():
         score([[], []], [[]], "strict")
     with pytest.raises(ValueError, match="mode"):
         score([], [], "fuzzy")
+
+
+# --------------------------------------------------------------------------------------------
+# Parity with the GLiNER-biomed evaluator's relaxed counting
+# --------------------------------------------------------------------------------------------
+def _reference_relaxed(gold_words, pred_words):
+    """The GLiNER-biomed ``NEREvaluator`` span mode, restated: word indices with INCLUSIVE ends;
+    predictions in decoder order, each taking the first unmatched same-label gold span (in file
+    order) that shares a word; unmatched gold spans are false negatives."""
+    counts = {}
+    matched = [False] * len(gold_words)
+    for ps, pe, pl in pred_words:
+        hit = False
+        for i, (gs, ge, gl) in enumerate(gold_words):
+            if not matched[i] and pl == gl and ps <= ge and gs <= pe:
+                matched[i] = hit = True
+                break
+        c = counts.setdefault(pl, [0, 0, 0])
+        c[0 if hit else 1] += 1
+    for (gs, ge, gl), m in zip(gold_words, matched):
+        if not m:
+            counts.setdefault(gl, [0, 0, 0])[2] += 1
+    return {label: Counts(*c) for label, c in counts.items()}
+
+
+def test_relaxed_equals_reference_on_random_word_spans():
+    import random
+
+    rng = random.Random(7)
+    for _ in range(300):
+        tokens = ["".join(rng.choice("abcdefgh") for _ in range(rng.randint(1, 6))) for _ in range(rng.randint(1, 25))]
+        starts = []
+        pos = 0
+        for t in tokens:
+            starts.append(pos)
+            pos += len(t) + 1
+
+        def rand_span():
+            s = rng.randrange(len(tokens))
+            return (s, min(len(tokens) - 1, s + rng.randint(0, 3)), rng.choice("XYZ"))
+
+        # gold: possibly nested/overlapping, in file order (by start, as the benchmark files are)
+        gold = sorted({rand_span() for _ in range(rng.randint(0, 6))})
+        # predictions: as GLiNER's flat decoder emits them, non-overlapping and sorted by start
+        pred = []
+        for s in sorted({rand_span() for _ in range(rng.randint(0, 6))}, key=lambda x: rng.random()):
+            if all(s[0] > p[1] or p[0] > s[1] for p in pred):
+                pred.append(s)
+        pred.sort(key=lambda x: x[0])
+
+        def to_chars(spans):
+            return [(starts[s], starts[e] + len(tokens[e]), lab) for s, e, lab in spans]
+
+        assert match_relaxed(to_chars(gold), to_chars(pred)) == _reference_relaxed(gold, pred)
+
+
+def test_relaxed_equals_reference_with_nested_scored_predictions():
+    """Nested decoding (the reference's default) emits spans sharing a start, highest score first;
+    the match order then matters, and ours must be the reference's whatever order we are given."""
+    import random
+
+    rng = random.Random(11)
+    for _ in range(300):
+        n = rng.randint(1, 12)
+        starts = [2 * i for i in range(n)]  # one-letter tokens: token i at char 2i
+        gold = sorted({(s, min(n - 1, s + rng.randint(0, 3)), rng.choice("XY")) for s in (rng.randrange(n) for _ in range(rng.randint(0, 5)))})
+        cands = {(s, min(n - 1, s + rng.randint(0, 4)), rng.choice("XY")) for s in (rng.randrange(n) for _ in range(rng.randint(0, 6)))}
+        scored = [(s, e, lab, rng.random()) for s, e, lab in cands]
+        # decoder output: accepted by decreasing score, then sorted stably by start
+        decoder = sorted(sorted(scored, key=lambda x: -x[3]), key=lambda x: x[0])
+        ref = _reference_relaxed(gold, [(s, e, lab) for s, e, lab, _ in decoder])
+        shuffled = decoder[:]
+        rng.shuffle(shuffled)
+        ents = [Entity(starts[s], starts[e] + 1, "t", lab, sc) for s, e, lab, sc in shuffled]
+        assert match_relaxed([(starts[s], starts[e] + 1, lab) for s, e, lab in gold], ents) == ref
+    # the case where order decides: gold G1 = word 0, G2 = word 3; P1 = words 0-4 (score .9) and
+    # P2 = word 0 (score .6) nested in it. Reference order P1, P2: P1 takes G1, P2 overlaps only G1
+    # (taken) -> FP; G2 FN. So X: tp1 fp1 fn1 (a start-then-end order would give tp2).
+    g = [(0, 1, "X"), (6, 7, "X")]
+    p = [Entity(0, 1, "a", "X", 0.6), Entity(0, 9, "a b c d e", "X", 0.9)]
+    assert match_relaxed(g, p) == {"X": Counts(1, 1, 1)}
