@@ -8,6 +8,7 @@ for a JSONL and a PubTator file, and that the sweep equals separate runs at each
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -68,7 +69,7 @@ def expected_scores(model, data: str, threshold: float, nested: bool = False):
     bank = model.embed_labels(plan.label_set.with_options(threshold=threshold))
     out = model.predict([d.text for d in corpus.docs], [bank], batch_size=2)
     golds = [list(d.spans) for d in corpus.docs]
-    preds = [[(e.start, e.end, plan.to_gold[e.label]) for e in res[0]] for res in out]
+    preds = [[replace(e, label=plan.to_gold[e.label]) for e in res[0]] for res in out]
     for d, res in zip(corpus.docs, out):
         for e in res[0]:
             assert d.text[e.start : e.end] == e.text

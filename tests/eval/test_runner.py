@@ -10,7 +10,7 @@ import pytest
 
 from biogliner.eval.gold import GoldCorpus, GoldDoc, Span
 from biogliner.eval.labels import load_label_map, natural_label, plan_labels
-from biogliner.eval.metrics import score
+from biogliner.eval.metrics import as_tuple, score
 from biogliner.eval.runner import EvalConfig, evaluate_corpus, format_report, run_eval, sweep_thresholds
 from biogliner.labels import LabelSet, LabelSetError
 from biogliner.schema import Entity
@@ -131,7 +131,7 @@ def test_evaluate_corpus_re_decodes_each_threshold():
     texts, sets = model.calls[0]
     assert texts == [TEXT, "Insulin lowers glucose."] and [s.threshold for s in sets] == [0.3, 0.5]
     # at 0.3: a -> chemical (0,7) TP, disease (8,22) [suppresses (16,29)]; b -> chemical (0,7), disease (15,22)
-    assert out.predictions[0] == [Span(0, 7, "Chemical"), Span(8, 22, "Disease")]
+    assert [as_tuple(e) for e in out.predictions[0]] == [(0, 7, "Chemical"), (8, 22, "Disease")]
     # strict at 0.3: Chemical tp2 (a, b) fn1 (b glucose) ; Disease fp2 fn1 -> micro tp2 fp2 fn2
     assert out.scores["strict"].micro.tp == 2 and out.scores["strict"].micro.fp == 2 and out.scores["strict"].micro.fn == 2
     # relaxed at 0.3: (8,22) overlaps gold (16,29) Disease -> tp ; b disease (15,22) vs gold Chemical -> fp
@@ -140,7 +140,7 @@ def test_evaluate_corpus_re_decodes_each_threshold():
     assert out.ignored_predictions == Counter({"species": 1})
     # sweep at 0.5 equals a separate run whose headline threshold is 0.5 (filtering 0.3 would miss (16,29))
     alone = evaluate_corpus(FakeModel(TABLE), corpus, plan, threshold=0.5)
-    assert alone.predictions[0] == [Span(0, 7, "Chemical"), Span(16, 29, "Disease")]
+    assert [as_tuple(e) for e in alone.predictions[0]] == [(0, 7, "Chemical"), (16, 29, "Disease")]
     row = {r["threshold"]: r for r in out.sweep}[0.5]
     for mode in ("strict", "relaxed"):
         assert row[mode]["f1"] == alone.scores[mode].micro.f1
