@@ -244,3 +244,26 @@ def test_records_bigbio_kb_and_classlabel_tags():
     assert mentions(c.docs[0]) == [("Breast cancer", "Disease")]
     with pytest.raises(GoldFormatError, match="integer tags without ClassLabel"):
         corpus_from_records([{"id": "s0", "tokens": ["a"], "ner_tags": [1]}], "mem")
+
+
+def test_read_gold_from_s3(s3_bucket):
+    """Gold files are read through biogliner.io: an s3:// URL works like a local path."""
+    import fsspec
+
+    url = f"{s3_bucket}/gold/sample.pubtator"
+    with fsspec.open(url, "wb") as fh:
+        fh.write((FIX / "sample.pubtator").read_bytes())
+    c = read_gold(url)
+    assert c.format == "pubtator" and c.source == url
+    assert [d.id for d in c.docs] == ["1001#title", "1001#abstract", "1003#title", "1003#abstract"]
+    assert mentions(by_id(c)["1001#abstract"])[1] == ("BRCA1", "Gene")
+    with pytest.raises(GoldFormatError, match="no such file"):
+        read_gold(f"{s3_bucket}/gold/missing.jsonl")
+
+
+def test_missing_relative_path_is_not_taken_for_a_hub_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(GoldFormatError, match="data/test.json: no such file"):
+        read_gold("data/test.json")
+    with pytest.raises(GoldFormatError, match="hub:bigbio/bc5cdr.*cannot load"):
+        read_gold("bigbio/bc5cdr")  # no such directory: a hub name, offline here

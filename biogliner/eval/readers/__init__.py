@@ -1,8 +1,8 @@
 """Gold readers: every format to a :class:`~biogliner.eval.gold.GoldCorpus`, format autodetection.
 
 ``read_gold(ref)`` reads a local path or fsspec URL (``.gz`` decompressed) in the format named by
-``fmt`` or detected from the extension, then the content; ``hub:NAME`` (or an ``owner/name`` that
-is not an existing path) loads a ``datasets`` hub dataset.
+``fmt`` or detected from the extension, then the content; ``hub:NAME`` (or an ``owner/name``
+without a file extension that is not an existing path) loads a ``datasets`` hub dataset.
 """
 
 from __future__ import annotations
@@ -139,7 +139,8 @@ def read_gold(
     """Read gold annotations from a file/URL or a hub dataset (see the module docstring)."""
     if fmt is not None and fmt not in FORMATS:
         raise GoldFormatError(f"unknown format {fmt!r} (one of {', '.join(FORMATS)})")
-    if fmt == "hub" or ref.startswith("hub:") or (fmt is None and _HUB_NAME.match(ref) and not _exists(ref, storage_options)):
+    looks_like_hub = fmt is None and _HUB_NAME.match(ref) and "." not in ref.rsplit("/", 1)[-1]
+    if fmt == "hub" or ref.startswith("hub:") or (looks_like_hub and not _exists(ref, storage_options)):
         name = ref[4:] if ref.startswith("hub:") else ref
         return read_hub_dataset(name, config=dataset_config, split=split, unit=unit)
     data = _read_bytes(ref, storage_options)
