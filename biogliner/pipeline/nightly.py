@@ -1,0 +1,192 @@
+"""The nightly incremental run: lock the output root, list what NLM/PMC published, annotate
+exactly the inputs not yet committed, release the lock.
+
+Order: PubMed baseline files (when given) then update files ascending by
+:func:`biogliner.sources.pubmed_file_order`, then PMC inputs by name. That is the order the
+inputs are handed to the annotation job; the job commits each input on its own, in whatever order
+its tasks finish. Correctness never depends on commit order: the ``current_*`` views resolve
+revisions and deletions by *file* order at read time (:mod:`biogliner.store.views`).
+
+What is "not yet committed" is the annotation job's own plan (:func:`make_plan`): an input is done
+when its manifest entry was made from the same bytes (md5 sidecar, ETag or size) and holds every
+requested label set. A second nightly over the same listing therefore finds nothing to do and
+exits without starting Ray, loading the model or writing anything (the lock object aside).
+
+Update files of an older production year than the given baseline (``pubmed25n1400`` next to a
+``pubmed26`` baseline) are superseded by that baseline and skipped, with a log line. Files in the
+update location that are not PubMed files (``README.txt``, stats) are listed as ignored.
+
+The library never starts Ray: ``ensure_ray`` comes from the CLI or the job script.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from biogliner import io as bio
+from biogliner.pipeline.config import AnnotateConfig, ConfigError
+
+log = logging.getLogger(__name__)
+
+LOCK_NAME = "nightly"
+
+
+@dataclass(frozen=True)
+class NightlyConfig:
+    """``annotate`` carries the output, model, label sets and resources (its ``inputs`` are
+    replaced by what the nightly lists). ``lock_ttl_s``: how long a silent holder keeps the lock
+    (the holder refreshes it every ``heartbeat_s``, default a third of the TTL)."""
+
+    annotate: AnnotateConfig
+    pubmed_updates: tuple[str, ...] = ()
+    pubmed_baseline: tuple[str, ...] = ()
+    pmc: tuple[str, ...] = ()
+    lock_name: str = LOCK_NAME
+    lock_ttl_s: float = 900.0
+    heartbeat_s: float | None = None
+    dry_run: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("pubmed_updates", "pubmed_baseline", "pmc"):
+            value = getattr(self, name)
+            object.__setattr__(self, name, (value,) if isinstance(value, str) else tuple(value))
+        if not (self.pubmed_updates or self.pubmed_baseline or self.pmc):
+            raise ConfigError("nightly: give --pubmed-updates, --pubmed-baseline and/or --pmc")
+        if self.lock_ttl_s <= 0:
+            raise ConfigError(f"lock_ttl_s: must be > 0, got {self.lock_ttl_s!r}")
+        if self.heartbeat_s is not None and not 0 < self.heartbeat_s < self.lock_ttl_s:
+            raise ConfigError(f"heartbeat_s: must be in (0, lock_ttl_s), got {self.heartbeat_s!r}")
+
+
+@dataclass
+class NightlyPlan:
+    todo: list = field(default_factory=list)  # InputFile, in processing order
+    done: list = field(default_factory=list)  # already committed from the same bytes
+    superseded: list[str] = field(default_factory=list)  # update files older than the baseline
+    ignored: list[str] = field(default_factory=list)  # not input files of the expected kind
+
+    def describe(self) -> str:
+        head = f"{len(self.todo)} to do, {len(self.done)} already committed"
+        if self.superseded:
+            head += f", {len(self.superseded)} superseded by the baseline"
+        if self.ignored:
+            head += f", {len(self.ignored)} ignored"
+        if self.todo:
+            names = [f"{f.source}/{f.input}" for f in self.todo]
+            head += ": " + ", ".join(names[:8]) + (f" ... (+{len(names) - 8})" if len(names) > 8 else "")
+        return head
+
+
+@dataclass
+class NightlyResult:
+    status: str  # "nothing_to_do" | "ok" | "failed" | "dry_run"
+    plan: NightlyPlan
+    summary: object | None = None  # biogliner.pipeline.summary.RunSummary of the annotation run
+    lock_lost: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("nothing_to_do", "ok", "dry_run")
+
+
+def _pubmed_key(url: str):
+    from biogliner.sources import pubmed_file_order
+
+    return pubmed_file_order(url)
+
+
+def list_inputs(cfg: NightlyConfig) -> tuple[list[str], NightlyPlan]:
+    """The input URLs in processing order, and a plan holding what was left out and why."""
+    from biogliner.sources import is_input_file
+
+    opts = cfg.annotate.storage_options
+    skipped = NightlyPlan()
+
+    def expand(urls: tuple[str, ...]) -> list[str]:
+        # a location that does not exist is an error (a typo); one holding only sidecars and
+        # notes (nothing published yet) is not
+        return [u for u in bio.expand(list(urls), opts) if is_input_file(u)]
+
+    def pubmed_files(urls: tuple[str, ...]) -> list[str]:
+        out = []
+        for u in expand(urls):
+            try:
+                _pubmed_key(u)
+            except ValueError:
+                log.warning("ignoring %s: not a PubMed file name (pubmedYYnNNNN.xml[.gz])", u)
+                skipped.ignored.append(u)
+                continue
+            out.append(u)
+        return out
+
+    baseline = sorted(pubmed_files(cfg.pubmed_baseline), key=_pubmed_key) if cfg.pubmed_baseline else []
+    updates = sorted(pubmed_files(cfg.pubmed_updates), key=_pubmed_key) if cfg.pubmed_updates else []
+    if baseline:
+        base_year = max(_pubmed_key(u)[0] for u in baseline)
+        kept = []
+        for u in updates:
+            if _pubmed_key(u)[0] < base_year:
+                skipped.superseded.append(u)
+            else:
+                kept.append(u)
+        if skipped.superseded:
+            log.info(
+                "skipping %d update file(s) of production years before the %d baseline (superseded by it), e.g. %s",
+                len(skipped.superseded), base_year, skipped.superseded[0],
+            )
+        updates = kept
+    pmc = sorted(expand(cfg.pmc), key=lambda u: u.rsplit("/", 1)[-1]) if cfg.pmc else []
+    ordered = list(dict.fromkeys(baseline + updates + pmc))
+    return ordered, skipped
+
+
+def plan_nightly(cfg: NightlyConfig, store) -> NightlyPlan:
+    """List the inputs and compare them with the manifest (no Ray, no model)."""
+    from biogliner.pipeline.banks import resolve_label_sets
+    from biogliner.pipeline.plan import make_plan
+
+    urls, plan = list_inputs(cfg)
+    if not urls:
+        return plan
+    a = cfg.annotate
+    set_ids = [s.id for s in resolve_label_sets(a.labels, a.threshold, a.storage_options)]
+    job_plan = make_plan(tuple(urls), store, set_ids, a.storage_options)
+    rank = {u: i for i, u in enumerate(urls)}
+    plan.todo = sorted(job_plan.todo, key=lambda f: rank.get(f.url, len(rank)))
+    plan.done = job_plan.done
+    return plan
+
+
+def run_nightly(cfg: NightlyConfig, *, ensure_ray: Callable[[], None] | None = None) -> NightlyResult:
+    """Lock, plan, annotate what is missing, release. Raises
+    :class:`biogliner.store.lock.LockHeldError` when another nightly holds the lock."""
+    from biogliner.pipeline.runner import annotate
+    from biogliner.store.lock import Heartbeat, StoreLock
+    from biogliner.store.manifest import Store
+
+    a = cfg.annotate
+    storage_options = bio.resolve_storage_options(a.output, a.storage_options)
+    store = Store(a.output, storage_options)
+    lock = StoreLock(a.output, cfg.lock_name, ttl_s=cfg.lock_ttl_s, run_id=a.run_id, storage_options=storage_options)
+    lock.acquire()
+    try:
+        with Heartbeat(lock, cfg.heartbeat_s) as beat:
+            plan = plan_nightly(cfg, store)
+            log.info("nightly plan: %s", plan.describe())
+            if cfg.dry_run:
+                return NightlyResult("dry_run", plan)
+            if not plan.todo:
+                return NightlyResult("nothing_to_do", plan)
+            summary = annotate(a.with_(inputs=tuple(f.url for f in plan.todo)), ensure_ray=ensure_ray)
+            result = NightlyResult("ok" if summary.ok else "failed", plan, summary)
+            if beat.lost.is_set():
+                # commits are per input and idempotent: a second holder redoes work, it cannot
+                # corrupt the tables; still, say so and fail the run
+                log.error("the nightly lock was lost during the run (%s): another run may have overlapped", beat.error)
+                result.lock_lost = True
+                result.status = "failed"
+            return result
+    finally:
+        lock.release()

@@ -1,0 +1,1 @@
+"""Nightly test fixtures (helpers live in ``nightly_helpers``)."""

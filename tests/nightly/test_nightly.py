@@ -1,0 +1,203 @@
+"""The nightly run: ordered listing, idempotence, the lock, a killed run completed by a rerun,
+and read-time resolution over real parsed update files (tiny random checkpoint, local Ray)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from nightly_helpers import (
+    AFTER_NIGHT_1,
+    AFTER_NIGHT_2,
+    CREDS,
+    FIXTURES,
+    TINY_THRESHOLD,
+    current,
+    nightly_args,
+    stage_inputs,
+    table_dump,
+    upload_dir,
+)
+
+from biogliner.cli import main
+from biogliner.pipeline.config import AnnotateConfig, ConfigError
+from biogliner.pipeline.nightly import NightlyConfig, list_inputs, run_nightly
+from biogliner.store.lock import LockHeldError, StoreLock
+from biogliner.store.manifest import Store
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _cfg(inputs: str, out: str, model, **kw) -> NightlyConfig:
+    a = AnnotateConfig(output=out, model=str(model), labels=("biomed",), threshold=TINY_THRESHOLD,
+                       storage_options=kw.pop("storage_options", {}), progress="none", rows_per_call=16, block_rows=8)
+    return NightlyConfig(annotate=a, pubmed_updates=(f"{inputs}/updatefiles",), pubmed_baseline=(f"{inputs}/baseline",),
+                         **kw)
+
+
+def _no_ray():
+    raise AssertionError("nothing new: the nightly must not start Ray nor load the model")
+
+
+def test_listing_order_superseded_and_ignored(tmp_path):
+    (tmp_path / "baseline").mkdir()
+    (tmp_path / "updatefiles").mkdir()
+    (tmp_path / "baseline" / "pubmed26n0001.xml.gz").write_bytes(b"")
+    (tmp_path / "baseline" / "pubmed26n0001.xml.gz.md5").write_bytes(b"")
+    for name in ("pubmed26n1402.xml.gz", "pubmed26n1335.xml.gz", "pubmed26n1401.xml.gz", "pubmed25n1500.xml.gz",
+                 "notes.xml", "README.txt", "pubmed26n1335.xml.gz.md5"):
+        (tmp_path / "updatefiles" / name).write_bytes(b"")
+    cfg = _cfg(str(tmp_path), str(tmp_path / "out"), "unused")
+    urls, skipped = list_inputs(cfg)
+    assert [u.rsplit("/", 1)[-1] for u in urls] == [
+        "pubmed26n0001.xml.gz", "pubmed26n1335.xml.gz", "pubmed26n1401.xml.gz", "pubmed26n1402.xml.gz"]
+    assert [u.rsplit("/", 1)[-1] for u in skipped.superseded] == ["pubmed25n1500.xml.gz"]
+    assert [u.rsplit("/", 1)[-1] for u in skipped.ignored] == ["notes.xml"]
+    # without a baseline, nothing is superseded: the older year sorts first
+    urls, skipped = list_inputs(NightlyConfig(annotate=cfg.annotate, pubmed_updates=(f"{tmp_path}/updatefiles",)))
+    assert urls[0].endswith("pubmed25n1500.xml.gz") and not skipped.superseded
+    with pytest.raises(ConfigError, match="pubmed-updates"):
+        NightlyConfig(annotate=cfg.annotate)
+
+
+def test_two_nights_on_s3(s3_bucket, tmp_path, ray_session, tiny_checkpoint, capsys):
+    """Baseline + night 1, a rerun (no-op), night 2: the current views follow NLM order."""
+    local = stage_inputs(tmp_path / "in", nights=1)
+    import shutil
+
+    from biogliner.sources import sample_corpus_path
+
+    shutil.copytree(sample_corpus_path() / "pmc" / "PMC0000001.1", local / "pmc" / "PMC0000001.1")
+    inputs, out = f"{s3_bucket}/in", f"{s3_bucket}/out"
+    upload_dir(local, inputs)
+    cfg = _cfg(inputs, out, tiny_checkpoint, storage_options=CREDS, pmc=(f"{inputs}/pmc",))
+
+    night1 = run_nightly(cfg)
+    assert night1.status == "ok", night1.summary and night1.summary.render()
+    assert [f.input for f in night1.plan.todo] == ["pubmed26n0001", "pubmed26n0002", "PMC0000001.1"]
+    assert night1.summary.files_committed == 3
+    assert current(out, CREDS) == AFTER_NIGHT_1
+    store = Store(out, CREDS)
+    assert store.fs.find(f"{store.root}/_locks") == [], "the lock is released"
+
+    # the same night again: nothing to do, nothing written
+    before = {p: store.fs.info(p)["ETag"] for p in store.fs.find(store.root)}
+    again = run_nightly(cfg, ensure_ray=_no_ray)
+    assert again.status == "nothing_to_do" and not again.plan.todo and len(again.plan.done) == 3
+    store.fs.invalidate_cache()
+    assert {p: store.fs.info(p)["ETag"] for p in store.fs.find(store.root)} == before
+
+    # night 2: only the new update file is processed
+    upload_dir(FIXTURES / "updatefiles", inputs + "/updatefiles")  # adds pubmed26n0003.xml
+    night2 = run_nightly(cfg)
+    assert night2.status == "ok" and [f.input for f in night2.plan.todo] == ["pubmed26n0003"]
+    assert night2.summary.files_committed == 1
+    assert current(out, CREDS) == AFTER_NIGHT_2
+
+    from biogliner.store import views
+
+    con = views.connect(out, CREDS)
+    # the history keeps every occurrence: pubmed:71000002 was seen in three files
+    assert con.execute("SELECT list(input ORDER BY input) FROM documents WHERE doc_id = 'pubmed:71000002'").fetchall() == [
+        (["pubmed26n0001", "pubmed26n0002", "pubmed26n0003"],)]
+    # every recorded deletion, including the PMID never seen
+    assert sorted(r[0] for r in con.execute("SELECT doc_id FROM deletions").fetchall()) == [
+        "pubmed:71000003", "pubmed:71000004", "pubmed:71000006", "pubmed:79999999"]
+    n_ents = con.execute("SELECT count(*) FROM entities").fetchall()[0][0]
+    assert n_ents > 0
+    assert n_ents == sum(sum(ls.counts.get("entities", {}).values()) if isinstance(ls.counts.get("entities"), dict)
+                         else ls.counts.get("entities", 0) for e in store.entries() for ls in e.label_sets.values())
+    # current entities are exactly the entities of the current occurrences
+    cur = con.execute("SELECT count(*) FROM current_entities").fetchall()[0][0]
+    expected = con.execute(
+        "SELECT count(*) FROM entities e JOIN current_documents d USING (source, doc_id, input)").fetchall()[0][0]
+    assert cur == expected
+    assert con.execute(
+        "SELECT count(*) FROM current_entities WHERE doc_id IN ('pubmed:71000004', 'pubmed:71000006', 'pubmed:79999999')"
+    ).fetchall() == [(0,)]
+    assert con.execute("SELECT count(*) FROM current_documents WHERE source = 'pmc'").fetchall() == [(1,)]
+
+    # and `biogliner sql` on the S3 output
+    rc = main(["sql", "--output", out, "--storage-options", json.dumps(CREDS), "--format", "json",
+               "SELECT doc_id, input FROM current_documents WHERE source = 'pubmed' ORDER BY doc_id"])
+    rows = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert rc == 0 and {r["doc_id"]: r["input"] for r in rows} == AFTER_NIGHT_2
+
+
+def test_concurrent_nightly_is_refused(tmp_path, capsys):
+    inputs = stage_inputs(tmp_path / "in", nights=1)
+    out = str(tmp_path / "out")
+    holder = StoreLock(out, "nightly", ttl_s=600, run_id="the-other-nightly")
+    held = holder.acquire()
+    with pytest.raises(LockHeldError, match="the-other-nightly"):
+        run_nightly(_cfg(str(inputs), out, "unused"), ensure_ray=_no_ray)
+    rc = main(["nightly", *nightly_args(str(inputs), out, "unused")])
+    err = capsys.readouterr().err
+    assert rc == 75
+    assert "another nightly is running" in err and "run_id=the-other-nightly" in err and held.expires_at in err
+    assert holder.read().token == held.token, "the refused run left the lock alone"
+    assert not (tmp_path / "out" / "_manifest").exists()
+    holder.release()
+
+
+def test_stale_lock_expires(tmp_path, caplog):
+    """A lock left by a run on another machine that stopped heartbeating: taken over after expiry."""
+    from datetime import UTC, datetime, timedelta
+
+    inputs = stage_inputs(tmp_path / "in", nights=0)
+    out = str(tmp_path / "out")
+    lock_path = tmp_path / "out" / "_locks" / "nightly.json"
+    lock_path.parent.mkdir(parents=True)
+    past = datetime.now(UTC) - timedelta(minutes=5)
+    lock_path.write_text(json.dumps({
+        "name": "nightly", "owner": {"host": "crashed-node.example", "pid": 4242, "run_id": "crashed"},
+        "token": "t", "write_id": "w", "acquired_at": (past - timedelta(hours=1)).isoformat(),
+        "refreshed_at": (past - timedelta(minutes=15)).isoformat(), "expires_at": past.isoformat(), "ttl_s": 900.0,
+    }))
+    cfg = _cfg(str(inputs), out, "unused", dry_run=True)
+    with caplog.at_level(logging.WARNING, logger="biogliner.store.lock"):
+        result = run_nightly(cfg, ensure_ray=_no_ray)
+    assert result.status == "dry_run" and [f.input for f in result.plan.todo] == ["pubmed26n0001"]
+    assert any("took over expired lock" in r.message and "run_id=crashed" in r.message for r in caplog.records)
+    assert not lock_path.exists(), "released after the run"
+    # an unexpired lock of that other machine would have refused the run
+    lock_path.write_text(json.dumps({
+        "name": "nightly", "owner": {"host": "crashed-node.example", "pid": 4242, "run_id": "alive"},
+        "token": "t", "write_id": "w2", "acquired_at": past.isoformat(), "refreshed_at": past.isoformat(),
+        "expires_at": (datetime.now(UTC) + timedelta(minutes=5)).isoformat(), "ttl_s": 900.0,
+    }))
+    with pytest.raises(LockHeldError, match="run_id=alive"):
+        run_nightly(cfg, ensure_ray=_no_ray)
+
+
+def test_killed_nightly_then_rerun_equals_a_clean_nightly(tmp_path, ray_session, tiny_checkpoint):
+    inputs = str(stage_inputs(tmp_path / "in", nights=2))
+    clean, killed = str(tmp_path / "clean"), str(tmp_path / "killed")
+    model = str(tiny_checkpoint)
+
+    assert main(["nightly", *nightly_args(inputs, clean, model)]) == 0
+    assert current(clean) == AFTER_NIGHT_2
+
+    env = dict(os.environ, RAY_ADDRESS=ray_session.get_runtime_context().gcs_address)
+    r = subprocess.run([sys.executable, "-m", "biogliner", "nightly", *nightly_args(inputs, killed, model),
+                        "--fault", "driver.after_commit=1"], cwd=ROOT, env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 137, r.stderr[-3000:]
+    store = Store(killed)
+    assert len(store.entries()) == 1
+    left = StoreLock(killed, "nightly").read()
+    assert left is not None and left.owner["pid"] != os.getpid(), "the killed run left its lock behind"
+
+    # the rerun: the dead run's lock is taken over (same host, process gone) and the rest is done
+    assert main(["nightly", *nightly_args(inputs, killed, model)]) == 0
+    assert StoreLock(killed, "nightly").read() is None
+    assert len(store.entries()) == 3
+    assert table_dump(killed) == table_dump(clean)
+    # and once more: nothing to do
+    assert main(["nightly", *nightly_args(inputs, killed, model)]) == 0
+    assert table_dump(killed) == table_dump(clean)
