@@ -62,12 +62,10 @@ def _abstract_passages(abstract, prefix: str, out: list[Passage]) -> None:
         out.append(Passage(f"{prefix}:{label}" if label else prefix, text))
 
 
-def _title_passages(article, out: list[Passage]) -> Passage | None:
+def _title_passages(title_el, vern_el, out: list[Passage]) -> Passage | None:
     """Append the title; return the vernacular-title passage to append after the abstract
     (document order), if the vernacular title was not used as the title."""
-    title_el = article.find("ArticleTitle")
     title = _text(title_el) if title_el is not None else ""
-    vern_el = article.find("VernacularTitle")
     vern = _text(vern_el) if vern_el is not None else ""
     if title.lower() in _NOT_AVAILABLE:
         if vern:
@@ -100,45 +98,79 @@ def _pmid(pmid_el) -> tuple[int, int]:
     return int(text), int(version) if version.isdigit() else 1
 
 
-def parse_medline_citation(
-    mc, source_file: str, position: int, pubmed_data=None
-) -> Document | Skip:
-    """One ``MedlineCitation`` (with the enclosing ``PubmedData`` when there is one)."""
+def parse_medline_citation(mc, source_file: str, position: int, pubmed_data=None) -> Document | Skip:
+    """One ``MedlineCitation`` (with the enclosing ``PubmedData`` when there is one).
+
+    Hot path of the baseline pass: children are scanned once instead of one ElementPath ``find``
+    per field.
+    """
+    pmid_el = article = journal_info = None
+    other_abstracts = []
+    other_ids = []
+    for child in mc:
+        tag = child.tag
+        if tag == "PMID":
+            if pmid_el is None:
+                pmid_el = child
+        elif tag == "Article":
+            article = child
+        elif tag == "OtherAbstract":
+            other_abstracts.append(child)
+        elif tag == "MedlineJournalInfo":
+            journal_info = child
+        elif tag == "OtherID":
+            other_ids.append(child)
     try:
-        pmid, version = _pmid(mc.find("PMID"))
+        pmid, version = _pmid(pmid_el)
     except ValueError as exc:
         return Skip(source_file, position, None, "no_pmid", str(exc))
     passages: list[Passage] = []
-    article = mc.find("Article")
-    journal = language = doi = pmcid = None
-    year = None
+    journal = language = doi = pmcid = year = None
     if article is not None:
-        vernacular = _title_passages(article, passages)
-        abstract = article.find("Abstract")
+        title_el = vern_el = abstract = journal_el = article_date = None
+        for child in article:
+            tag = child.tag
+            if tag == "ArticleTitle":
+                title_el = child
+            elif tag == "Abstract":
+                abstract = child
+            elif tag == "VernacularTitle":
+                vern_el = child
+            elif tag == "Journal":
+                journal_el = child
+            elif tag == "Language":
+                if language is None:
+                    language = child.text
+            elif tag == "ELocationID":
+                if doi is None and child.get("EIdType") == "doi" and child.text and child.text.strip():
+                    doi = child.text.strip()
+            elif tag == "ArticleDate":
+                article_date = child
+        vernacular = _title_passages(title_el, vern_el, passages)
         if abstract is not None:
             _abstract_passages(abstract, "abstract", passages)
         if vernacular is not None:
             passages.append(vernacular)
-        journal_el = article.find("Journal")
         if journal_el is not None:
-            journal = journal_el.findtext("Title") or journal_el.findtext("ISOAbbreviation")
-            year = _first_year(journal_el.find("JournalIssue/PubDate"))
+            for child in journal_el:
+                tag = child.tag
+                if tag == "Title":
+                    journal = child.text
+                elif tag == "ISOAbbreviation" and journal is None:
+                    journal = child.text
+                elif tag == "JournalIssue":
+                    year = _first_year(child.find("PubDate"))
         if year is None:
-            year = _first_year(article.find("ArticleDate"))
-        language = article.findtext("Language")
-        for eloc in article.iterfind("ELocationID"):
-            if eloc.get("EIdType") == "doi" and eloc.text and eloc.text.strip():
-                doi = eloc.text.strip()
-                break
-    for other in mc.iterfind("OtherAbstract"):
+            year = _first_year(article_date)
+    for other in other_abstracts:
         _abstract_passages(other, f"other_abstract:{other.get('Language') or 'und'}", passages)
-    if journal is None:
-        journal = mc.findtext("MedlineJournalInfo/MedlineTA")
+    if journal is None and journal_info is not None:
+        journal = journal_info.findtext("MedlineTA")
     if pubmed_data is not None:
         id_doi, pmcid = _ids(pubmed_data.find("ArticleIdList"))
         doi = id_doi or doi
     if pmcid is None:  # legacy files: <OtherID Source="NLM">PMC4688250 [Available on ...]</OtherID>
-        for other_id in mc.iterfind("OtherID"):
+        for other_id in other_ids:
             m = _PMC_OTHER_ID.match(other_id.text or "")
             if m:
                 pmcid = m.group(1)
