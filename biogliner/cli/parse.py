@@ -84,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
                             )
                         continue
                     counts[event.op + "s"] += 1
+                    if getattr(event, "status", None) == "Book":
+                        counts["books"] += 1
                     out.write(json.dumps(event_dict(event), ensure_ascii=False) + "\n")
             except SourceError as exc:
                 counts["errors"] += 1
@@ -96,7 +98,9 @@ def run(args: argparse.Namespace) -> int:
             skips_out.close()
     reasons = ", ".join(f"{k}={v}" for k, v in sorted(skip_reasons.items()))
     print(
-        f"parsed {counts['files']} file(s): {counts['upserts']} upserts, {counts['deletes']} deletes, "
+        f"parsed {counts['files']} file(s): {counts['upserts']} upserts"
+        + (f" ({counts['books']} PubmedBookArticle)" if counts["books"] else "")
+        + f", {counts['deletes']} deletes, "
         f"{counts['skips']} skips" + (f" ({reasons})" if reasons else "") + f", {counts['errors']} failed file(s)",
         file=sys.stderr,
     )

@@ -30,7 +30,7 @@ def test_parse_sample_corpus_local(capsys):
     }
     deletes = [r for r in rows if r["op"] == "delete"]
     assert [r["doc_id"] for r in deletes] == ["pubmed:90000012", "pubmed:90000999"]
-    assert err[-1] == "parsed 4 file(s): 26 upserts, 2 deletes, 0 skips, 0 failed file(s)"
+    assert err[-1] == "parsed 4 file(s): 26 upserts (1 PubmedBookArticle), 2 deletes, 0 skips, 0 failed file(s)"
 
 
 def test_parse_skips_are_counted_on_stderr_or_in_a_file(capsys, tmp_path):
