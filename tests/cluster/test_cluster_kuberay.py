@@ -192,6 +192,20 @@ def test_batch_jobs_clean_up_are_bounded_and_retry(name, manifests):
     assert env["HF_HOME"] and env["HF_HUB_OFFLINE"] == "1"
 
 
+@pytest.mark.parametrize("name", ["rayjob-baseline.yaml", "raycronjob-nightly.yaml"])
+def test_job_runtime_env_merges_with_the_drivers_own(name, manifests, monkeypatch):
+    """Under `ray job submit`, the job's env_vars are in the driver's environment; if the driver's
+    ray.init(runtime_env=...) forwards any of the same keys, Ray refuses the job unless
+    RAY_OVERRIDE_JOB_RUNTIME_ENV=1 (seen in the e2e test before the flag was added)."""
+    from biogliner.pipeline.args import ray_env_vars
+
+    env = yaml.safe_load(job_spec_of(manifests[name])["runtimeEnvYAML"])["env_vars"]
+    for key, value in env.items():
+        monkeypatch.setenv(key, str(value))
+    if set(ray_env_vars()) & set(env):
+        assert env.get("RAY_OVERRIDE_JOB_RUNTIME_ENV") == "1"
+
+
 @pytest.mark.parametrize("path", MANIFESTS, ids=lambda p: p.name)
 def test_gpu_and_cpu_worker_groups(path, manifests):
     groups = dict(_groups(manifests[path.name]))
@@ -245,8 +259,9 @@ def test_model_is_fetched_into_the_node_local_cache_the_job_reads(path, manifest
         assert cmd[cmd.index("--model") + 1] == model_dirs.pop()
 
 
-def test_baseline_model_workers_match_the_gpus(manifests):
-    doc = manifests["rayjob-baseline.yaml"]
+@pytest.mark.parametrize("name", ["rayjob-baseline.yaml", "raycronjob-nightly.yaml"])
+def test_model_workers_match_the_gpus(name, manifests):
+    doc = manifests[name]
     (cmd,) = python_commands(job_spec_of(doc)["entrypoint"])
     workers = int(cmd[cmd.index("--num-model-workers") + 1])
     per_worker = int(cmd[cmd.index("--gpus-per-worker") + 1])
@@ -254,7 +269,13 @@ def test_baseline_model_workers_match_the_gpus(manifests):
     gpus = gpu["replicas"] * int(_ray_container(gpu)["resources"]["limits"]["nvidia.com/gpu"])
     assert gpu["minReplicas"] == gpu["replicas"] == gpu["maxReplicas"], "fixed-size GPU group for the batch job"
     assert workers * per_worker == gpus
-    assert any(a.startswith("s3://") and a.endswith("*.xml.gz") for a in cmd[cmd.index("--input") + 1 :])
+
+
+def test_baseline_reads_the_baseline_shards(manifests):
+    (cmd,) = python_commands(job_spec_of(manifests["rayjob-baseline.yaml"])["entrypoint"])
+    assert cmd[1].endswith("/jobs/annotate.py")
+    value = cmd[cmd.index("--input") + 1]
+    assert value.startswith("s3://") and value.endswith("/baseline/*.xml.gz")
 
 
 def test_interactive_cluster_has_token_auth(manifests):
