@@ -19,7 +19,9 @@ encoder alone, on one random checkpoint with GLiNER-biomed bi-small shapes, in O
                          same texts tokenised beforehand, length-sorted batches of ``--batch-size``:
                          the ceiling of an exact implementation;
   with ``--precision bf16|fp16`` also ``biogliner_<p>`` and ``encoder_<p>`` (autocast), and the
-  agreement of ``biogliner_<p>`` with fp32 (F1 of (start, end, label) sets).
+  agreement of ``biogliner_<p>`` with fp32 (F1 of (start, end, label) sets);
+  with ``--encoded`` (default on CUDA) also ``biogliner[_<p>]_encoded``: ``predict_encoded`` on
+  texts tokenised beforehand (the Ray actor's path: tokenisation runs in CPU tasks).
 - Output: JSON in ``benchmarks/bench_model_cpu.json`` (or ``_gpu.json`` on CUDA; ``--out``).
 
 Examples::
@@ -318,6 +320,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="one threshold for all labels (default: 0.543 full shapes, 0.515 --quick: a few entities per text)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--skip-reference", action="store_true", help="do not run the (slow) gliner reference")
+    ap.add_argument("--encoded", action=argparse.BooleanOptionalAction, default=None,
+                    help="also time predict_encoded on pre-tokenised texts (the Ray actor's path; default: on for cuda)")
     ap.add_argument("--reference-batch-sizes", default="1,8")
     ap.add_argument("--calibration-texts", type=int, default=16, help="texts used to pick the reference batch size")
     ap.add_argument("--quick", action="store_true", help="tiny shapes (2 layers, 256 wide), 24 texts, 1 round")
@@ -363,6 +367,15 @@ def main(argv: list[str] | None = None) -> int:
         outputs["biogliner"] = [o[0] for o in out]
 
     systems["biogliner"] = run_bio
+    if args.encoded is None:
+        args.encoded = args.device.startswith("cuda")
+    pre_encoded = bio.preprocessor().encode(texts) if args.encoded else None
+    if args.encoded:
+        def run_bio_enc():
+            bio.predict_encoded(pre_encoded, [bank], batch_size=args.batch_size)
+            sync(args.device)
+
+        systems["biogliner_encoded"] = run_bio_enc
 
     if args.precision != "fp32":
         bio_lp = BiEncoder.load(str(ckpt), device=args.device, precision=args.precision)
@@ -374,6 +387,12 @@ def main(argv: list[str] | None = None) -> int:
             outputs[f"biogliner_{args.precision}"] = [o[0] for o in out]
 
         systems[f"biogliner_{args.precision}"] = run_bio_lp
+        if args.encoded:
+            def run_bio_lp_enc():
+                bio_lp.predict_encoded(pre_encoded, [bank_lp], batch_size=args.batch_size)
+                sync(args.device)
+
+            systems[f"biogliner_{args.precision}_encoded"] = run_bio_lp_enc
 
     enc = EncoderAlone(ckpt, texts, args.device, args.batch_size)
     systems["encoder"] = lambda: enc.run("fp32")
@@ -417,10 +436,14 @@ def main(argv: list[str] | None = None) -> int:
         systems["reference"] = run_ref
 
     # warm-up on a few texts (first-call costs: allocations, autocast caches)
-    warm = texts[: min(4, n)]
+    warm = texts[: min(max(4, args.batch_size), n)]
     bio.predict(warm, [bank], batch_size=args.batch_size)
     if args.precision != "fp32":
         bio_lp.predict(warm, [bank_lp], batch_size=args.batch_size)
+    if args.device.startswith("cuda"):
+        enc.run("fp32")
+        if args.precision != "fp32":
+            enc.run(args.precision)
 
     names = list(systems)
     times: dict[str, list[float]] = {k: [] for k in names}
@@ -467,6 +490,10 @@ def main(argv: list[str] | None = None) -> int:
         ratios[f"biogliner_{lp}/biogliner"] = round(med[f"biogliner_{lp}"] / med["biogliner"], 3)
         ratios[f"biogliner_{lp}/encoder_{lp}"] = round(med[f"biogliner_{lp}"] / med[f"encoder_{lp}"], 3)
         ratios[f"encoder_{lp}/encoder"] = round(med[f"encoder_{lp}"] / med["encoder"], 3)
+    if args.encoded:
+        ratios["biogliner_encoded/encoder"] = round(med["biogliner_encoded"] / med["encoder"], 3)
+        if lp != "fp32":
+            ratios[f"biogliner_{lp}_encoded/encoder_{lp}"] = round(med[f"biogliner_{lp}_encoded"] / med[f"encoder_{lp}"], 3)
     if "reference" in outputs:
         result["agreement"]["biogliner_vs_reference"] = compare(outputs["biogliner"], outputs["reference"], args.threshold)
     if lp != "fp32":
