@@ -324,3 +324,24 @@ def test_stdin_stdout_subprocess(tiny_checkpoint):
     assert [r["id"] for r in recs] == [1, 2, 3]
     check_entities(recs, dict(zip([1, 2, 3], TEXTS[:3])), set(LABELS), float(T))
     assert b"3 texts annotated" in proc.stderr
+
+
+def test_input_output_and_bank_on_s3(cli, tiny_checkpoint, s3_bucket):
+    from biogliner import io as bio
+
+    fs, path = bio.filesystem(f"{s3_bucket}/in/texts.jsonl")
+    with fs.open(path, "wb") as fh:
+        fh.write("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in enumerate(TEXTS[:3])).encode())
+    bank = f"{s3_bucket}/banks/core.safetensors"
+    rc, _, err = cli("labels", "embed", "--model", tiny_checkpoint, "--labels", "core", "--out", bank, "--device", "cpu")
+    assert rc == 0, err
+    out = f"{s3_bucket}/out/ents.jsonl"
+    rc, _, err = cli("predict", "--model", tiny_checkpoint, "--bank", bank, "--threshold", T,
+                     "--input", f"{s3_bucket}/in/texts.jsonl", "--output", out, "--device", "cpu")
+    assert rc == 0, err
+    fs, opath = bio.filesystem(out)
+    recs = [json.loads(x) for x in fs.cat(opath).decode("utf-8").splitlines()]
+    assert [r["id"] for r in recs] == [0, 1, 2]
+    from biogliner.labels import load_label_set
+
+    check_entities(recs, dict(enumerate(TEXTS[:3])), set(load_label_set("core").names), float(T))
