@@ -52,13 +52,14 @@ def current(root: str, storage_options=None) -> dict[str, str]:
     return dict(rows)
 
 
-def table_dump(root: str, storage_options=None) -> dict[str, list]:
-    """Every view's rows, run ids aside (they differ between runs by design), sorted."""
+def table_dump(root: str, storage_options=None, source: str = "pubmed") -> dict[str, list]:
+    """Every view's rows of ``source``, run ids aside (they differ between runs by design), sorted."""
     from biogliner.store import views
 
     con = views.connect(root, storage_options)
     out = {}
     for v in views.BASE_VIEWS + views.CURRENT_VIEWS:
-        out[v] = con.execute(f"SELECT * EXCLUDE (run_id) FROM {v} ORDER BY ALL").fetchall()
-    out["manifest"] = con.execute("SELECT source, input, status, size, md5, label_sets FROM manifest ORDER BY ALL").fetchall()
+        out[v] = con.execute(f"SELECT * EXCLUDE (run_id) FROM {v} WHERE source = ? ORDER BY ALL", [source]).fetchall()
+    out["manifest"] = con.execute(
+        "SELECT source, input, status, size, label_sets FROM manifest WHERE source = ? ORDER BY ALL", [source]).fetchall()
     return out

@@ -65,42 +65,64 @@ def test_listing_order_superseded_and_ignored(tmp_path):
         NightlyConfig(annotate=cfg.annotate)
 
 
-def test_two_nights_on_s3(s3_bucket, tmp_path, ray_session, tiny_checkpoint, capsys):
-    """Baseline + night 1, a rerun (no-op), night 2: the current views follow NLM order."""
-    local = stage_inputs(tmp_path / "in", nights=1)
+@pytest.fixture(scope="module")
+def two_nights(s3_server, ray_session, tiny_checkpoint, tmp_path_factory):
+    """Baseline + night 1, the same night again, night 2: on S3 (moto), PMC input included."""
     import shutil
+
+    import boto3
+    import s3fs
 
     from biogliner.sources import sample_corpus_path
 
+    bucket = f"nightly-e2e-{os.getpid()}"
+    boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1").create_bucket(Bucket=bucket)
+    s3fs.S3FileSystem.clear_instance_cache()
+    local = stage_inputs(tmp_path_factory.mktemp("nightly") / "in", nights=1)
     shutil.copytree(sample_corpus_path() / "pmc" / "PMC0000001.1", local / "pmc" / "PMC0000001.1")
-    inputs, out = f"{s3_bucket}/in", f"{s3_bucket}/out"
+    inputs, out = f"s3://{bucket}/in", f"s3://{bucket}/out"
     upload_dir(local, inputs)
     cfg = _cfg(inputs, out, tiny_checkpoint, storage_options=CREDS, pmc=(f"{inputs}/pmc",))
-
-    night1 = run_nightly(cfg)
-    assert night1.status == "ok", night1.summary and night1.summary.render()
-    assert [f.input for f in night1.plan.todo] == ["pubmed26n0001", "pubmed26n0002", "PMC0000001.1"]
-    assert night1.summary.files_committed == 3
-    assert current(out, CREDS) == AFTER_NIGHT_1
+    res = {"out": out, "cfg": cfg}
+    res["night1"] = run_nightly(cfg)
+    res["current1"] = current(out, CREDS)
     store = Store(out, CREDS)
-    assert store.fs.find(f"{store.root}/_locks") == [], "the lock is released"
-
-    # the same night again: nothing to do, nothing written
+    res["locks_after_night1"] = store.fs.find(f"{store.root}/_locks")
     before = {p: store.fs.info(p)["ETag"] for p in store.fs.find(store.root)}
-    again = run_nightly(cfg, ensure_ray=_no_ray)
-    assert again.status == "nothing_to_do" and not again.plan.todo and len(again.plan.done) == 3
+    res["again"] = run_nightly(cfg, ensure_ray=_no_ray)
     store.fs.invalidate_cache()
-    assert {p: store.fs.info(p)["ETag"] for p in store.fs.find(store.root)} == before
-
-    # night 2: only the new update file is processed
+    res["unchanged"] = {p: store.fs.info(p)["ETag"] for p in store.fs.find(store.root)} == before
     upload_dir(FIXTURES / "updatefiles", inputs + "/updatefiles")  # adds pubmed26n0003.xml
-    night2 = run_nightly(cfg)
-    assert night2.status == "ok" and [f.input for f in night2.plan.todo] == ["pubmed26n0003"]
-    assert night2.summary.files_committed == 1
-    assert current(out, CREDS) == AFTER_NIGHT_2
+    res["night2"] = run_nightly(cfg)
+    res["dump"] = table_dump(out, CREDS)
+    return res
 
+
+@pytest.mark.slow
+def test_night_one(two_nights):
+    n1 = two_nights["night1"]
+    assert n1.status == "ok", n1.summary and n1.summary.render()
+    assert [f.input for f in n1.plan.todo] == ["pubmed26n0001", "pubmed26n0002", "PMC0000001.1"]
+    assert n1.summary.files_committed == 3
+    assert two_nights["current1"] == AFTER_NIGHT_1
+    assert two_nights["locks_after_night1"] == [], "the lock is released"
+
+
+@pytest.mark.slow
+def test_same_night_twice_is_a_noop(two_nights):
+    again = two_nights["again"]
+    assert again.status == "nothing_to_do" and not again.plan.todo and len(again.plan.done) == 3
+    assert two_nights["unchanged"], "a no-op nightly wrote something"
+
+
+@pytest.mark.slow
+def test_night_two_current_views_and_history(two_nights, capsys):
     from biogliner.store import views
 
+    n2, out = two_nights["night2"], two_nights["out"]
+    assert n2.status == "ok" and [f.input for f in n2.plan.todo] == ["pubmed26n0003"]
+    assert n2.summary.files_committed == 1
+    assert current(out, CREDS) == AFTER_NIGHT_2
     con = views.connect(out, CREDS)
     # the history keeps every occurrence: pubmed:71000002 was seen in three files
     assert con.execute("SELECT list(input ORDER BY input) FROM documents WHERE doc_id = 'pubmed:71000002'").fetchall() == [
@@ -108,10 +130,10 @@ def test_two_nights_on_s3(s3_bucket, tmp_path, ray_session, tiny_checkpoint, cap
     # every recorded deletion, including the PMID never seen
     assert sorted(r[0] for r in con.execute("SELECT doc_id FROM deletions").fetchall()) == [
         "pubmed:71000003", "pubmed:71000004", "pubmed:71000006", "pubmed:79999999"]
+    # entities: the history holds every committed run's rows
     n_ents = con.execute("SELECT count(*) FROM entities").fetchall()[0][0]
-    assert n_ents > 0
-    assert n_ents == sum(sum(ls.counts.get("entities", {}).values()) if isinstance(ls.counts.get("entities"), dict)
-                         else ls.counts.get("entities", 0) for e in store.entries() for ls in e.label_sets.values())
+    summaries = [two_nights["night1"].summary, n2.summary]
+    assert n_ents > 0 and n_ents == sum(sum(per.values()) for s in summaries for per in s.entities.values())
     # current entities are exactly the entities of the current occurrences
     cur = con.execute("SELECT count(*) FROM current_entities").fetchall()[0][0]
     expected = con.execute(
@@ -175,14 +197,12 @@ def test_stale_lock_expires(tmp_path, caplog):
         run_nightly(cfg, ensure_ray=_no_ray)
 
 
-def test_killed_nightly_then_rerun_equals_a_clean_nightly(tmp_path, ray_session, tiny_checkpoint):
+@pytest.mark.slow
+def test_killed_nightly_then_rerun_equals_a_clean_nightly(tmp_path, ray_session, tiny_checkpoint, two_nights):
+    """Killed after its first commit, rerun: the tables equal the uninterrupted nights' (on S3)."""
     inputs = str(stage_inputs(tmp_path / "in", nights=2))
-    clean, killed = str(tmp_path / "clean"), str(tmp_path / "killed")
+    killed = str(tmp_path / "killed")
     model = str(tiny_checkpoint)
-
-    assert main(["nightly", *nightly_args(inputs, clean, model)]) == 0
-    assert current(clean) == AFTER_NIGHT_2
-
     env = dict(os.environ, RAY_ADDRESS=ray_session.get_runtime_context().gcs_address)
     r = subprocess.run([sys.executable, "-m", "biogliner", "nightly", *nightly_args(inputs, killed, model),
                         "--fault", "driver.after_commit=1"], cwd=ROOT, env=env, capture_output=True, text=True,
@@ -197,7 +217,8 @@ def test_killed_nightly_then_rerun_equals_a_clean_nightly(tmp_path, ray_session,
     assert main(["nightly", *nightly_args(inputs, killed, model)]) == 0
     assert StoreLock(killed, "nightly").read() is None
     assert len(store.entries()) == 3
-    assert table_dump(killed) == table_dump(clean)
+    assert current(killed) == AFTER_NIGHT_2
+    assert table_dump(killed) == two_nights["dump"]
     # and once more: nothing to do
     assert main(["nightly", *nightly_args(inputs, killed, model)]) == 0
-    assert table_dump(killed) == table_dump(clean)
+    assert table_dump(killed) == two_nights["dump"]
