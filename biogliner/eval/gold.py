@@ -167,6 +167,8 @@ def _assemble(raw: RawDoc, corpus: GoldCorpus, unit: Unit) -> list[GoldDoc]:
     if unit == "passage":
         out = []
         for i, (p, anns) in enumerate(zip(passages, per_passage)):
+            if not p.text:
+                continue  # an empty passage (e.g. PubTator's "PMID|a|" with no abstract) holds nothing to score
             spans = [check_span(p.text, s - p.offset, e - p.offset, lab, m, w) for s, e, lab, m, w in anns]
             pid = f"{raw.id}#{p.section}" if p.section else f"{raw.id}#{i}"
             if any(d.id == pid for d in out):

@@ -267,3 +267,11 @@ def test_missing_relative_path_is_not_taken_for_a_hub_name(tmp_path, monkeypatch
         read_gold("data/test.json")
     with pytest.raises(GoldFormatError, match="hub:bigbio/bc5cdr.*cannot load"):
         read_gold("bigbio/bc5cdr")  # no such directory: a hub name, offline here
+
+
+def test_pubtator_empty_abstract_is_not_a_document(tmp_path):
+    f = tmp_path / "t.pubtator"
+    f.write_text("7|t|Aspirin works.\n7|a|\n7\t0\t7\tAspirin\tChemical\tD001241\n")
+    c = read_gold(str(f))
+    assert [d.id for d in c.docs] == ["7#title"] and mentions(c.docs[0]) == [("Aspirin", "Chemical")]
+    assert [d.text for d in read_gold(str(f), unit="document").docs] == ["Aspirin works. "]
