@@ -54,9 +54,12 @@ class NamespacedHead:
 def _ns_tools_available() -> str | None:
     if os.geteuid() != 0:
         return "needs root for a loopback-only network namespace"
-    for tool in ("ip", "unshare", "nsenter"):
+    for tool in ("ip", "unshare", "nsenter", "ss"):
         if shutil.which(tool) is None:
             return f"`{tool}` not found"
+    probe = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "true"], capture_output=True, timeout=30)
+    if probe.returncode != 0:
+        return f"`unshare --pid --mount-proc` not permitted: {probe.stderr.decode(errors='replace').strip()}"
     return None
 
 
