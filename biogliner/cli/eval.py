@@ -115,7 +115,7 @@ def run(args) -> int:
     # Read the gold data and check the labels before loading the model: fail fast on bad input.
     try:
         corpus = load_corpus(cfg)
-        make_plan(cfg, corpus)
+        plan = make_plan(cfg, corpus)
     except (GoldFormatError, LabelSetError) as exc:
         return _error(str(exc))
     for skip in corpus.skipped[:20]:
@@ -128,7 +128,7 @@ def run(args) -> int:
     from biogliner.model import CheckpointError
 
     try:
-        report = run_eval(cfg, model=_load_model(cfg), corpus=corpus)
+        report = run_eval(cfg, model=_load_model(cfg), corpus=corpus, plan=plan)
     except (GoldFormatError, LabelSetError, CheckpointError, FileNotFoundError) as exc:
         return _error(str(exc))
     if args.report:

@@ -328,11 +328,13 @@ def make_plan(cfg: EvalConfig, corpus: GoldCorpus) -> LabelPlan:
     return plan_labels(corpus.labels, label_map=label_map, label_set=label_set, label_form=cfg.label_form, nested=cfg.nested)  # type: ignore[arg-type]
 
 
-def run_eval(cfg: EvalConfig, model=None, corpus: GoldCorpus | None = None) -> dict[str, Any]:
-    """Read the gold data (unless given), load the model (unless given), predict, score: the report."""
+def run_eval(cfg: EvalConfig, model=None, corpus: GoldCorpus | None = None, plan: LabelPlan | None = None) -> dict[str, Any]:
+    """Read the gold data, plan the labels, load the model (each unless given), predict, score:
+    the report."""
     if corpus is None:
         corpus = load_corpus(cfg)
-    plan = make_plan(cfg, corpus)
+    if plan is None:
+        plan = make_plan(cfg, corpus)
     headline, sweep = sweep_thresholds(cfg.thresholds, cfg.sweep)
     if model is None:
         from biogliner.model import BiEncoder
