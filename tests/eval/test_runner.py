@@ -177,3 +177,20 @@ def test_run_eval_report_structure(tmp_path):
     assert "Chemical" in table and "micro" in table and "macro" in table and "threshold sweep" in table
     with pytest.raises(ValueError, match="not both"):
         EvalConfig(model="m", data="d", labels="a", label_map="b")
+
+
+def test_run_eval_with_a_label_set_file(tmp_path):
+    gold = tmp_path / "gold.jsonl"
+    gold.write_text(
+        json.dumps({"id": "a", "text": TEXT, "entities": [{"start": 0, "end": 7, "label": "Chemical"}, {"start": 16, "end": 29, "label": "Disease"}]})
+    )
+    labels = tmp_path / "set.yaml"
+    labels.write_text("name: mine\nversion: '2'\nthreshold: 0.6\nlabels:\n  - chemical\n  - species\n")
+    report = run_eval(EvalConfig(model="fake", data=str(gold), labels=str(labels), sweep=False), model=FakeModel(TABLE))
+    # the set's own threshold (0.6) applies: chemical 0.9 kept; species 0.99 kept but has no gold type
+    assert report["label_set"] == "mine@2" and report["threshold"] == {"chemical": 0.6, "species": 0.6}
+    assert report["labels"] == {"Chemical": "chemical"}
+    assert report["unlabelled_gold_types"] == ["Disease"] and report["ignored_predictions"] == {"species": 1}
+    # Chemical tp1; Disease (no label) fn1 -> micro P = 1, R = 1/2
+    assert (report["strict"]["precision"], report["strict"]["recall"]) == (1.0, 0.5)
+    assert report["sweep"] == []
