@@ -52,15 +52,18 @@ def deletion_rows(dels: list[Deletion], run_id: str) -> pa.Table:
 
 
 def find_mentions(docs: list[Document], vocab: dict[str, str]) -> list[tuple[str, int | None, int, Entity]]:
-    """A deterministic stand-in for the model: every occurrence of a vocabulary word."""
+    """A deterministic stand-in for the model: every occurrence of a vocabulary word, any case
+    (the entity text is the passage's own slice)."""
     out = []
     for d in docs:
         for i, p in enumerate(d.passages):
+            low = p.text.lower()
             for word, label in vocab.items():
-                start = p.text.find(word)
+                start = low.find(word.lower())
                 while start >= 0:
-                    out.append((d.doc_id, d.version, i, Entity(start, start + len(word), word, label, 0.9)))
-                    start = p.text.find(word, start + 1)
+                    end = start + len(word)
+                    out.append((d.doc_id, d.version, i, Entity(start, end, p.text[start:end], label, 0.9)))
+                    start = low.find(word.lower(), start + 1)
     return out
 
 
@@ -167,7 +170,7 @@ def scenario_inputs() -> list[InputSpec]:
         ], deletions=[pm_del(5, u4, 3), pm_del(8, u4, 4), pm_del(7, u4, 5)]),
         InputSpec("pmc", "PMC100.1", docs=[pmc("PMC100", 1, "PMC v1 asthma", "aspirin v1 body")]),
         InputSpec("pmc", "PMC100.2", docs=[pmc("PMC100", 2, "PMC v2 asthma", "aspirin and insulin v2 body")]),
-        InputSpec("pmc", "PMC200.1", docs=[pmc("PMC200", 1, "Other diabetes", "insulin body", pmid=4)]),
+        InputSpec("pmc", "PMC200.1", docs=[pmc("PMC200", 1, "Other diabetes", "β-cell loss; insulin body", pmid=4)]),
     ]
 
 
