@@ -271,6 +271,18 @@ def test_model_workers_match_the_gpus(name, manifests):
     assert workers * per_worker == gpus
 
 
+@pytest.mark.parametrize("name", ["rayjob-baseline.yaml", "raycronjob-nightly.yaml"])
+def test_parse_tasks_use_the_cpu_group(name, manifests):
+    """One input file per parse task, one CPU each: too few and the CPU group idles while the
+    GPUs starve; more than its cores and tasks queue."""
+    doc = manifests[name]
+    (cmd,) = python_commands(job_spec_of(doc)["entrypoint"])
+    tasks = int(cmd[cmd.index("--max-parse-tasks") + 1])
+    cpu = dict(_groups(doc))["cpu-parse"]
+    cores = cpu["replicas"] * _quantity(_ray_container(cpu)["resources"]["limits"]["cpu"])
+    assert cores / 2 <= tasks <= cores
+
+
 def test_baseline_reads_the_baseline_shards(manifests):
     (cmd,) = python_commands(job_spec_of(manifests["rayjob-baseline.yaml"])["entrypoint"])
     assert cmd[1].endswith("/jobs/annotate.py")
