@@ -38,6 +38,11 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         "of older production years are skipped as superseded")
     n.add_argument("--pmc", action="append", default=[], metavar="URL",
                    help="PMC inputs: per-version prefixes, globs or .nxml files (repeatable)")
+    n.add_argument("--pmc-inventory", default=None, metavar="URL",
+                   help="PMC S3 inventory of metadata/ keys: a manifest.json, or the folder of dated inventories "
+                        "(the latest is used); each listed article version not yet committed is processed")
+    n.add_argument("--pmc-root", default=None, metavar="URL",
+                   help="where the PMC article folders are (default: the inventory's source bucket, s3://pmc-oa-opendata)")
     n.add_argument("--lock-ttl", type=float, default=900.0, metavar="S",
                    help="seconds a lock stays valid without a heartbeat (default 900; refreshed every TTL/3)")
     n.add_argument("--dry-run", action="store_true", help="print what would be processed, change nothing")
@@ -104,6 +109,8 @@ def run_from_args(args: argparse.Namespace, *, connect: str) -> int:
             pubmed_updates=tuple(args.pubmed_updates),
             pubmed_baseline=tuple(args.pubmed_baseline),
             pmc=tuple(args.pmc),
+            pmc_inventory=args.pmc_inventory,
+            pmc_root=args.pmc_root,
             lock_ttl_s=args.lock_ttl,
             dry_run=args.dry_run,
         )

@@ -12,6 +12,12 @@ when its manifest entry was made from the same bytes (md5 sidecar, ETag or size)
 requested label set. A second nightly over the same listing therefore finds nothing to do and
 exits without starting Ray, loading the model or writing anything (the lock object aside).
 
+PMC: ``--pmc`` prefixes/globs, or ``--pmc-inventory`` (the bucket's daily S3 inventory of its
+``metadata/PMC{id}.{v}.json`` keys, the cheap way to learn what exists without listing ~8 M
+prefixes). Article versions are immutable, so a PMC input whose manifest entry is committed with
+every requested label set is skipped by name, without a request per object. A metadata-only
+change of an existing version (licence, retraction flag) is therefore not re-read.
+
 Update files of an older production year than the given baseline (``pubmed25n1400`` next to a
 ``pubmed26`` baseline) are superseded by that baseline and skipped, with a log line. Files in the
 update location that are not PubMed files (``README.txt``, stats) are listed as ignored.
@@ -22,6 +28,7 @@ The library never starts Ray: ``ensure_ray`` comes from the CLI or the job scrip
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -43,6 +50,8 @@ class NightlyConfig:
     pubmed_updates: tuple[str, ...] = ()
     pubmed_baseline: tuple[str, ...] = ()
     pmc: tuple[str, ...] = ()
+    pmc_inventory: str | None = None  # URL of an inventory manifest.json, or of its dated folders' parent
+    pmc_root: str | None = None  # where the article folders are (default: the inventory's source bucket)
     lock_name: str = LOCK_NAME
     lock_ttl_s: float = 900.0
     heartbeat_s: float | None = None
@@ -52,8 +61,8 @@ class NightlyConfig:
         for name in ("pubmed_updates", "pubmed_baseline", "pmc"):
             value = getattr(self, name)
             object.__setattr__(self, name, (value,) if isinstance(value, str) else tuple(value))
-        if not (self.pubmed_updates or self.pubmed_baseline or self.pmc):
-            raise ConfigError("nightly: give --pubmed-updates, --pubmed-baseline and/or --pmc")
+        if not (self.pubmed_updates or self.pubmed_baseline or self.pmc or self.pmc_inventory):
+            raise ConfigError("nightly: give --pubmed-updates, --pubmed-baseline, --pmc and/or --pmc-inventory")
         if self.lock_ttl_s <= 0:
             raise ConfigError(f"lock_ttl_s: must be > 0, got {self.lock_ttl_s!r}")
         if self.heartbeat_s is not None and not 0 < self.heartbeat_s < self.lock_ttl_s:
@@ -66,6 +75,7 @@ class NightlyPlan:
     done: list = field(default_factory=list)  # already committed from the same bytes
     superseded: list[str] = field(default_factory=list)  # update files older than the baseline
     ignored: list[str] = field(default_factory=list)  # not input files of the expected kind
+    pmc_urls: set[str] = field(default_factory=set)  # which listed inputs are PMC article versions
 
     def describe(self) -> str:
         head = f"{len(self.todo)} to do, {len(self.done)} already committed"
@@ -137,25 +147,104 @@ def list_inputs(cfg: NightlyConfig) -> tuple[list[str], NightlyPlan]:
                 len(skipped.superseded), base_year, skipped.superseded[0],
             )
         updates = kept
-    pmc = sorted(expand(cfg.pmc), key=lambda u: u.rsplit("/", 1)[-1]) if cfg.pmc else []
+    pmc = expand(cfg.pmc) if cfg.pmc else []
+    if cfg.pmc_inventory:
+        pmc += pmc_inventory_urls(cfg.pmc_inventory, pmc_root=cfg.pmc_root, storage_options=opts)
+    pmc = sorted(set(pmc), key=lambda u: u.rsplit("/", 1)[-1])
+    skipped.pmc_urls = set(pmc)
     ordered = list(dict.fromkeys(baseline + updates + pmc))
     return ordered, skipped
+
+
+_INVENTORY_KEY = re.compile(r"^metadata/(PMC\d+\.\d+)\.json$")
+
+
+def _latest_inventory_manifest(url: str, storage_options) -> str:
+    if url.rstrip("/").endswith("manifest.json"):
+        return url
+    fs, path = bio.filesystem(url, storage_options)
+    dated = sorted(p for p in fs.ls(path, detail=False) if fs.exists(f"{p}/manifest.json"))
+    if not dated:
+        raise FileNotFoundError(f"no <date>/manifest.json under the PMC inventory {url!r}")
+    latest = f"{dated[-1]}/manifest.json"
+    return bio.unstrip(fs, latest) if "://" in url else latest
+
+
+def pmc_inventory_urls(url: str, *, pmc_root: str | None = None, storage_options=None) -> list[str]:
+    """Article-version XML URLs listed by a PMC S3 inventory (``manifest.json`` -> ``data/*.csv.gz``
+    rows ``bucket, metadata/PMC{id}.{v}.json, ...``): ``<pmc_root>/PMC{id}.{v}/PMC{id}.{v}.xml``.
+
+    ``url``: a ``manifest.json``, or the folder of dated inventories (the latest is used). Data file
+    keys are resolved against the destination bucket, or, for a copy of the inventory elsewhere,
+    against the prefix of ``url`` that precedes the key's first segment.
+    """
+    import csv
+    import gzip
+    import io as _io
+    import json
+    from urllib.parse import unquote
+
+    manifest_url = _latest_inventory_manifest(url, storage_options)
+    with bio.open_binary(manifest_url, storage_options) as f:
+        manifest = json.loads(f.read())
+    try:
+        files = [f["key"] for f in manifest["files"]]
+        schema = [c.strip() for c in manifest.get("fileSchema", "Bucket, Key").split(",")]
+        key_col = schema.index("Key")
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{manifest_url}: not an S3 inventory manifest ({exc})") from None
+    dest = str(manifest.get("destinationBucket", "")).rsplit(":", 1)[-1]
+    root = pmc_root or f"s3://{manifest.get('sourceBucket', 'pmc-oa-opendata')}"
+    out: list[str] = []
+    for key in files:
+        first = key.split("/", 1)[0]
+        marker = f"/{first}/"
+        if marker in manifest_url:
+            data_url = manifest_url[: manifest_url.index(marker)] + "/" + key
+        elif dest:
+            data_url = f"s3://{dest}/{key}"
+        else:
+            raise ValueError(f"{manifest_url}: cannot locate inventory data file {key!r}")
+        with bio.open_binary(data_url, storage_options) as f:
+            raw = f.read()
+        text = gzip.decompress(raw).decode() if key.endswith(".gz") else raw.decode()
+        n = 0
+        for row in csv.reader(_io.StringIO(text)):
+            if len(row) <= key_col:
+                continue
+            m = _INVENTORY_KEY.match(unquote(row[key_col]))
+            if m:
+                out.append(bio.join(root, m.group(1), f"{m.group(1)}.xml"))
+                n += 1
+        log.info("PMC inventory %s: %d article versions", data_url, n)
+    return out
 
 
 def plan_nightly(cfg: NightlyConfig, store) -> NightlyPlan:
     """List the inputs and compare them with the manifest (no Ray, no model)."""
     from biogliner.pipeline.banks import resolve_label_sets
-    from biogliner.pipeline.plan import make_plan
+    from biogliner.pipeline.plan import InputFile, make_plan
+    from biogliner.sources import input_name
 
     urls, plan = list_inputs(cfg)
     if not urls:
         return plan
     a = cfg.annotate
     set_ids = [s.id for s in resolve_label_sets(a.labels, a.threshold, a.storage_options)]
-    job_plan = make_plan(tuple(urls), store, set_ids, a.storage_options)
-    rank = {u: i for i, u in enumerate(urls)}
-    plan.todo = sorted(job_plan.todo, key=lambda f: rank.get(f.url, len(rank)))
-    plan.done = job_plan.done
+    entries = {(e.source, e.input): e for e in store.entries()}
+    rest = []
+    for u in urls:  # PMC article versions are immutable: committed ones are done, by name
+        name = input_name(u)
+        e = entries.get(("pmc", name))
+        if u in plan.pmc_urls and e is not None and e.status == "committed" and all(i in e.label_sets for i in set_ids):
+            plan.done.append(InputFile(url=u, source="pmc", input=name))
+        else:
+            rest.append(u)
+    if rest:
+        job_plan = make_plan(tuple(rest), store, set_ids, a.storage_options)
+        rank = {u: i for i, u in enumerate(urls)}
+        plan.todo = sorted(job_plan.todo, key=lambda f: rank.get(f.url, len(rank)))
+        plan.done += job_plan.done
     return plan
 
 

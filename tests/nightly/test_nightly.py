@@ -222,3 +222,52 @@ def test_killed_nightly_then_rerun_equals_a_clean_nightly(tmp_path, ray_session,
     # and once more: nothing to do
     assert main(["nightly", *nightly_args(inputs, killed, model)]) == 0
     assert table_dump(killed) == two_nights["dump"]
+
+
+def _write_inventory(base: Path, date: str, keys: list[str]) -> Path:
+    """A copy of the PMC bucket's S3 inventory layout under ``base``."""
+    import gzip
+
+    inv = base / "inventory-reports" / "pmc-oa-opendata" / "metadata"
+    (inv / date).mkdir(parents=True)
+    (inv / "data").mkdir(exist_ok=True)
+    data_key = f"inventory-reports/pmc-oa-opendata/metadata/data/{date}.csv.gz"
+    rows = "".join(f'"pmc-oa-opendata","{k}","2026-11-20T00:00:00.000Z","etag{i}"\n' for i, k in enumerate(keys))
+    (base / data_key).write_bytes(gzip.compress(rows.encode()))
+    (inv / date / "manifest.json").write_text(json.dumps({
+        "sourceBucket": "pmc-oa-opendata", "destinationBucket": "arn:aws:s3:::pmc-oa-opendata",
+        "fileFormat": "CSV", "fileSchema": "Bucket, Key, LastModifiedDate, ETag",
+        "files": [{"key": data_key, "size": 1, "MD5checksum": "x"}],
+    }))
+    return inv
+
+
+def test_pmc_inventory_lists_new_article_versions(tmp_path):
+    from biogliner.pipeline.nightly import plan_nightly, pmc_inventory_urls
+    from biogliner.store.manifest import LabelSetCommit, ManifestEntry, ParseCommit
+
+    articles = tmp_path / "pmc"
+    for name in ("PMC11.1", "PMC11.2", "PMC22.1", "PMC33.1"):
+        (articles / name).mkdir(parents=True)
+        (articles / name / f"{name}.xml").write_text("<article/>")
+    _write_inventory(tmp_path, "2026-11-19T01-00Z", ["metadata/PMC11.1.json"])  # an older inventory
+    inv = _write_inventory(tmp_path, "2026-11-20T01-00Z", [
+        "metadata/PMC11.1.json", "metadata/PMC11.2.json", "metadata/PMC22.1.json", "metadata/PMC33.1.json",
+        "metadata/not-an-article.txt"])
+    urls = pmc_inventory_urls(str(inv), pmc_root=str(articles))  # the latest dated inventory
+    assert [u.rsplit("/", 1)[-1] for u in urls] == ["PMC11.1.xml", "PMC11.2.xml", "PMC22.1.xml", "PMC33.1.xml"]
+    assert urls[0] == f"{articles}/PMC11.1/PMC11.1.xml"
+
+    out = str(tmp_path / "out")
+    store = Store(out)
+    for name, sets in (("PMC11.1", ["biomed@1-t0.515"]), ("PMC22.1", [])):  # PMC22.1 lacks the label set
+        store.commit(ManifestEntry(input=name, source="pmc", url="x", status="committed", run_id="r0",
+                                   parse=ParseCommit(run_id="r0"),
+                                   label_sets={s: LabelSetCommit(run_id="r0", model="m") for s in sets}))
+    a = AnnotateConfig(output=out, model="unused", labels=("biomed",), threshold=TINY_THRESHOLD)
+    cfg = NightlyConfig(annotate=a, pmc_inventory=str(inv), pmc_root=str(articles), dry_run=True)
+    plan = plan_nightly(cfg, store)
+    assert [f.input for f in plan.todo] == ["PMC11.2", "PMC22.1", "PMC33.1"]
+    assert [f.input for f in plan.done] == ["PMC11.1"]
+    result = run_nightly(cfg, ensure_ray=_no_ray)
+    assert result.status == "dry_run" and len(result.plan.todo) == 3
