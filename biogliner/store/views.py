@@ -167,6 +167,8 @@ class _Dialect:
         if name not in DIALECTS:
             raise ValueError(f"unknown SQL dialect {name!r}; expected one of {', '.join(DIALECTS)}")
         self.name = name
+        # Athena: Hive DDL for tables, but queries and views run on Trino (no `string` type there)
+        self.types = "trino" if name == "athena" else name
 
     def q(self, ident: str) -> str:
         return f"`{ident}`" if self.name == "spark" else f'"{ident}"'
@@ -191,7 +193,7 @@ class _Dialect:
 
     def empty(self, table: str) -> str:
         schema = full_schema(table)
-        sel = ", ".join(f"CAST(NULL AS {_type(schema.field(c).type, self.name)}) AS {self.q(c)}" for c in view_columns(table))
+        sel = ", ".join(f"CAST(NULL AS {_type(schema.field(c).type, self.types)}) AS {self.q(c)}" for c in view_columns(table))
         return f"SELECT {sel} FROM {self.one_row} WHERE 1 = 0"
 
     @property
@@ -249,8 +251,8 @@ FROM documents d JOIN winners w
 
 
 def _order_relation(d: _Dialect, snap: Snapshot) -> str:
-    return d.values(snap.input_order, [("source", _TYPES[d.name]["string"]), ("input", _TYPES[d.name]["string"]),
-                                       ("file_rank", _TYPES[d.name]["int64"])])
+    t = _TYPES[d.types]
+    return d.values(snap.input_order, [("source", t["string"]), ("input", t["string"]), ("file_rank", t["int64"])])
 
 
 def statements(snap: Snapshot, dialect: str, base: Callable[[str], str | None], *, order_relation: str | None = None) -> list[tuple[str, str]]:
@@ -312,7 +314,7 @@ def views_sql(snap: Snapshot, dialect: str = "duckdb") -> str:
             "-- External tables list every file under the table folders; the views keep only rows of committed "
             "runs, so files of crashed runs (see `gc`) are never seen."
         )
-        s = _TYPES[dialect]["string"]
+        s = _TYPES[d.types]["string"]
         pre.append(
             "CREATE OR REPLACE VIEW biogliner_committed AS\n"
             + d.values(snap.committed, [("source", s), ("input", s), ("run_id", s)])

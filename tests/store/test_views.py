@@ -206,3 +206,16 @@ def test_other_engine_views_resolve_the_same(scenario_root, dialect):
     ref = views.connect(scenario_root)
     q = "SELECT * FROM current_entities ORDER BY ALL"
     assert con.execute(q).fetchall() == ref.execute(q).fetchall()
+
+
+def test_athena_views_use_trino_types_and_hive_ddl(tmp_path):
+    """Athena: Hive DDL (string) for the external tables, Trino SQL (varchar) in the views."""
+    from scenario_data import InputSpec, pm, write_input
+
+    root = str(tmp_path / "o")
+    write_input(Store(root), InputSpec("pubmed", "pubmed26n0001", docs=[pm(1, "pubmed26n0001", 0, "T.")]), "r1",
+                label_sets=())
+    sql = views.views_sql(views.snapshot(Store(root)), "athena")
+    ddl, _, rest = sql.partition("CREATE OR REPLACE VIEW")
+    assert "`doc_id` string" in ddl and "varchar" not in ddl
+    assert "AS string" not in rest and "CAST(NULL AS varchar)" in rest  # the empty deletions/entities views
