@@ -12,8 +12,8 @@ Ray worker on the node loads the model from local disk and nothing downloads per
     comes from ``AWS_ENDPOINT_URL`` through ``biogliner.io``; credentials from the AWS chain);
   * a local directory (copied, so that the cache never aliases a read-only mount).
 
-The copy lands in a temporary sibling directory and is renamed into place only once complete, with
-a marker file inside: a crash mid-download never leaves a half checkpoint that looks usable, and a
+The copy lands in a temporary sibling directory, is test-loaded on CPU with ``biogliner.model``
+(``--no-verify`` skips that), and is renamed into place only once complete, with a marker file inside: a crash mid-download never leaves a half checkpoint that looks usable, and a
 second run on the same node is a no-op. Prints the local directory on stdout. No credentials are
 printed. Exit status 1 with a message naming the source when the fetch fails or the result is not a
 checkpoint (no ``gliner_config.json``).
@@ -37,8 +37,8 @@ DEFAULT_SOURCE = "Ihor/gliner-biomed-bi-small-v1.0"
 DEFAULT_CACHE = "/home/ray/models"
 MARKER = ".biogliner-fetch-complete"
 CONFIG_FILE = "gliner_config.json"
-# Formats a PyTorch inference job never reads: skip them on the hub.
-HUB_IGNORE = ["*.onnx", "*.h5", "*.msgpack", "*.ot", "*.tflite", ".gitattributes"]
+# What a checkpoint directory holds (the same set biogliner.model fetches from the hub).
+HUB_PATTERNS = ["*.json", "*.safetensors", "*.bin", "*.txt", "*.model", "labels_tokenizer/*"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,7 @@ class FetchConfig:
     dest: Path
     revision: str | None = None
     storage_options: dict | None = None
+    verify: bool = True  # load it with biogliner.model on CPU before publishing it
 
     def __post_init__(self) -> None:
         if not self.source:
@@ -92,10 +93,22 @@ def _fetch_url(source: str, into: Path, storage_options: dict | None) -> int:
 def _fetch_hub(source: str, into: Path, revision: str | None) -> int:
     from huggingface_hub import snapshot_download
 
-    snapshot_download(repo_id=source, revision=revision, local_dir=str(into), ignore_patterns=HUB_IGNORE)
+    snapshot_download(repo_id=source, revision=revision, local_dir=str(into), allow_patterns=HUB_PATTERNS)
     # snapshot_download keeps bookkeeping under local_dir/.cache: not part of the checkpoint.
     shutil.rmtree(into / ".cache", ignore_errors=True)
     return sum(1 for p in into.rglob("*") if p.is_file())
+
+
+def _verify(source: str, directory: Path) -> None:
+    """Load the checkpoint exactly as the model actors will (weights, both tokenizers), on CPU,
+    so that a truncated or incompatible download fails here, once, instead of in every actor."""
+    from biogliner.model import BiEncoder, CheckpointError
+
+    try:
+        model = BiEncoder.from_directory(directory, device="cpu", source=source)
+    except (CheckpointError, OSError, ValueError, RuntimeError, KeyError) as exc:
+        raise ValueError(f"{source}: the fetched checkpoint does not load: {exc}") from exc
+    logger.info("verified %s (fingerprint %s)", source, model.fingerprint)
 
 
 def fetch(cfg: FetchConfig) -> Path:
@@ -117,6 +130,8 @@ def fetch(cfg: FetchConfig) -> Path:
             n = _fetch_hub(cfg.source, tmp, cfg.revision)
         if not (tmp / CONFIG_FILE).is_file():
             raise FileNotFoundError(f"{cfg.source} is not a GLiNER checkpoint: no {CONFIG_FILE} at its root")
+        if cfg.verify:
+            _verify(cfg.source, tmp)
         (tmp / MARKER).write_text(json.dumps({"source": cfg.source, "revision": cfg.revision, "files": n}) + "\n")
         if dest.exists():  # a stale, unmarked leftover of an older layout
             shutil.rmtree(dest)
@@ -144,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", default=os.environ.get("BIOGLINER_MODEL_CACHE", DEFAULT_CACHE), help="cache root")
     p.add_argument("--revision", default=os.environ.get("BIOGLINER_MODEL_REVISION"), help="hub revision (commit/tag)")
     p.add_argument("--storage-options", default=None, help="fsspec storage options as JSON, for URL sources")
+    p.add_argument("--no-verify", dest="verify", action="store_false", help="skip the test load on CPU")
     return p
 
 
@@ -157,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
             dest=dest,
             revision=args.revision,
             storage_options=json.loads(args.storage_options) if args.storage_options else None,
+            verify=args.verify,
         )
         out = fetch(cfg)
     except (OSError, ValueError) as exc:

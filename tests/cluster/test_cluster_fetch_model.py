@@ -76,6 +76,22 @@ def test_not_a_checkpoint_fails_and_leaves_nothing(fm, tmp_path):
     assert not dest.exists() and list(dest.parent.iterdir()) == []
 
 
+def test_a_checkpoint_that_does_not_load_is_not_published(fm, tiny_checkpoint, tmp_path):
+    import shutil
+
+    src = tmp_path / "broken"
+    shutil.copytree(tiny_checkpoint, src)
+    weights = src / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # a truncated download
+    dest = tmp_path / "cache" / "broken"
+    with pytest.raises(ValueError, match="does not load"):
+        fm.fetch(fm.FetchConfig(source=str(src), dest=dest))
+    assert not dest.exists() and list(dest.parent.iterdir()) == []
+    # --no-verify publishes it as is (the actors would then fail to load it).
+    fm.fetch(fm.FetchConfig(source=str(src), dest=dest, verify=False))
+    assert (dest / fm.MARKER).is_file()
+
+
 def test_cli_prints_the_directory_and_fails_clearly(tiny_checkpoint, tmp_path):
     env = {"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "HOME": str(tmp_path)}
     ok = subprocess.run(
