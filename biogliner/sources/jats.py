@@ -50,6 +50,8 @@ SKIPPED = frozenset(
     }
 )  # fmt: skip
 EXCLUDED_FROM_TEXT = BLOCKS | SKIPPED
+# Read as one passage even without direct text (a formula is not split into its MathML tokens).
+LEAVES = frozenset({"disp-formula", "disp-formula-group", "inline-formula", "chem-struct", "term", "verse-line", "speaker"})
 CAPTIONED = {"fig": "fig", "fig-group": "fig", "table-wrap": "table", "table-wrap-group": "table",
              "supplementary-material": "supplementary", "chem-struct-wrap": "fig",
              "graphic": "fig", "media": "media"}  # fmt: skip
@@ -110,7 +112,9 @@ class PassageCollector:
             return
         if name in CAPTIONED:
             self.floating(el, CAPTIONED[name])
-        elif name == "p":
+        elif name in ("sub-article", "response"):  # nested inside a body: still its own article
+            _article_into(self, el, "sub_article:")
+        elif name == "p" or name in LEAVES or name.endswith("}math"):
             self.paragraph(el, _section(prefix, path))
         elif _direct_text(el):  # mixed content we do not know (term, disp-formula, verse-line...)
             self.paragraph(el, _section(prefix, path))

@@ -223,3 +223,45 @@ def test_pmc_articleset_with_several_articles_and_namespaced_oai(tmp_path):
     (doc,) = list(iter_events(str(path)))
     assert doc.doc_id == "pmc:PMC0000001.1"
     assert [p.section for p in doc.passages] == [p.section for p in docs[0].passages]
+
+
+def test_hand_written_jats_edge_cases_exact_passages(fixtures_dir):
+    """Formulas (MathML kept, LaTeX dropped), lists and tables inside paragraphs, fig-groups,
+    boxes, media captions, appendices, nested sub-articles: every text once, in order."""
+    (doc,) = list(iter_events(str(fixtures_dir / "jats_edge_cases.nxml")))
+    assert (doc.doc_id, doc.version, doc.year) == ("pmc:PMC9000001.1", 1, 2024)
+    assert [(p.section, p.text) for p in doc.passages] == [
+        ("title", "Edge cases of JATS text extraction"),
+        ("subtitle", "A hand-written fixture"),
+        ("trans_title:de", "Randfälle der Textextraktion"),
+        ("abstract:summary", "A plain-language summary about TP53."),
+        ("abstract", "The main abstract."),
+        ("trans_abstract:de", "Die Zusammenfassung."),
+        ("heading:body:Methods", "Methods"),
+        ("body:Methods", "Concentrations follow C=n/V where V is the volume."),
+        ("body:Methods", "E=mc2"),
+        ("body:Methods", "Cells were grown in three media: and then counted."),
+        ("body:Methods", "DMEM with 10% FBS;"),
+        ("body:Methods", "RPMI-1640;"),
+        ("heading:body:Methods > Abbreviations", "Abbreviations"),
+        ("body:Methods > Abbreviations", "FBS"),
+        ("body:Methods > Abbreviations", "fetal bovine serum"),
+        ("body:Methods", "Only italic text in a paragraph."),
+        ("body:Methods", "The results are in below."),
+        ("caption:table", "Counts per medium."),
+        ("heading:body:Results", "Results"),
+        ("caption:fig", "Two panels of HeLa cells."),
+        ("caption:fig", "Panel A: untreated."),
+        ("caption:fig", "Panel B: cisplatin."),
+        ("heading:body:Results > Box 1. Key terms", "Box 1. Key terms"),
+        ("body:Results > Box 1. Key terms", "Apoptosis is programmed cell death."),
+        ("caption:supplementary", "Raw counts."),
+        ("caption:supplementary", "Click here for the data file."),
+        ("heading:back:Appendix A", "Appendix A"),
+        ("back:Appendix A", "Primer sequences for GAPDH."),
+        ("sub_article:title", "Übersetzung"),
+        ("sub_article:abstract", "Übersetzte Zusammenfassung."),
+        ("sub_article:body", "Übersetzter Text."),
+        ("sub_article:title", "Reply"),
+        ("sub_article:body", "Reply text."),
+    ]
