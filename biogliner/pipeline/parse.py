@@ -165,7 +165,7 @@ def parse_input(item: InputFile, params: ParseParams) -> Iterator[pa.Table]:
     for table, cols in (("documents", docs), ("passages", passages), ("deletions", deletions), ("errors", errors)):
         if len(cols):
             files[table] = [store.write_table(table, item.source, item.input, run_id, cols.table())]
-    Faults(params.fault, params.fault_dir).hit("parse.after_write", once_key=item.input)
+    Faults(params.fault, params.fault_dir).hit("parse.after_write", once_key="task")
 
     counts["skipped"] = sum(skips.values())
     counts["errors"] = len(errors)
@@ -199,8 +199,16 @@ def _document_row(d: Document) -> dict[str, Any]:
     }
 
 
-def parse_datasource(items: list[InputFile], params: ParseParams):
-    """A Ray Data datasource: one read task per input, each streaming several blocks."""
+def parse_datasource(items: list[InputFile], params: ParseParams, tokenize=None):
+    """A Ray Data datasource: one read task per input, each streaming several blocks.
+
+    ``tokenize`` (a :class:`~biogliner.pipeline.tokenize.Tokenize`), when given, runs on each
+    block inside the read task: chunking and tokenising stay in CPU tasks (Ray Data would
+    otherwise fuse a separate map stage into the model actors)."""
+
+    def read(item: InputFile):
+        for block in parse_input(item, params):
+            yield tokenize(block) if tokenize is not None else block
     from ray.data import Datasource, ReadTask
     from ray.data.block import BlockMetadata
 
@@ -212,7 +220,8 @@ def parse_datasource(items: list[InputFile], params: ParseParams):
             tasks = []
             for item in items:
                 meta = BlockMetadata(num_rows=None, size_bytes=item.size, exec_stats=None, input_files=(item.url,))
-                tasks.append(ReadTask(lambda item=item: parse_input(item, params), meta, schema=stream.PARSED))
+                schema = stream.ENCODED if tokenize is not None else stream.PARSED
+                tasks.append(ReadTask(lambda item=item: read(item), meta, schema=schema))
             return tasks
 
         def get_name(self) -> str:

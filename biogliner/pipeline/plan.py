@@ -142,6 +142,7 @@ def make_plan(inputs: tuple[str, ...], store, label_set_ids: list[str], storage_
         if key in seen:
             raise ValueError(f"two inputs share the partition {f.source}/{f.input}: {seen[key]} and {f.url}")
         seen[key] = f.url
+    store.fs.invalidate_cache()  # a long-lived process may hold stale listings (s3fs dircache)
     entries = {(e.source, e.input): e for e in store.entries()}
     plan = Plan()
     for f in files:

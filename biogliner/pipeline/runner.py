@@ -15,8 +15,9 @@ import time
 from collections.abc import Callable
 
 from biogliner import io as bio
-from biogliner.pipeline.banks import BankInfo, prepare_banks, resolve_label_sets
-from biogliner.pipeline.commit import Committer
+from biogliner.pipeline.banks import prepare_banks, resolve_label_sets
+from biogliner.pipeline.commit import BankInfo, Committer
+
 from biogliner.pipeline.config import AnnotateConfig
 from biogliner.pipeline.faults import Faults
 from biogliner.pipeline.parse import ParseParams, parse_datasource
@@ -96,16 +97,11 @@ def _execute(config, store, plan, sources, summary: RunSummary, storage_options)
     # inputs in a stable order: PubMed replay order is not needed for correctness (each input is
     # its own partition), but a stable order makes progress and partial runs predictable
     items = sorted(plan.todo, key=lambda i: (i.source, i.input))
+    tokenize = Tokenize(config.model, revision=config.model_revision, cache_dir=config.cache_dir, storage_options=model_opts)
     ds = ray.data.read_datasource(
-        parse_datasource(items, params),
+        parse_datasource(items, params, tokenize),
         override_num_blocks=len(items),
         concurrency=min(config.max_parse_tasks, len(items)),
-    )
-    ds = ds.map_batches(
-        Tokenize(config.model, revision=config.model_revision, cache_dir=config.cache_dir, storage_options=model_opts),
-        batch_format="pyarrow",
-        batch_size=None,
-        zero_copy_batch=True,
     )
     ds = ds.map_batches(
         Annotate,

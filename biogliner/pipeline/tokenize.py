@@ -25,17 +25,8 @@ def _preprocessor(model: str, revision: str | None, cache_dir: str | None, stora
 
 
 def encoded_length(enc) -> int:
-    """Tokens in an ``EncodedText`` (sum over its chunks): the sort key of the model stage."""
-    chunks = getattr(enc, "chunks", None)
-    if chunks is None:
-        return len(getattr(enc, "text", ""))
-    total = 0
-    for c in chunks:
-        ids = getattr(c, "input_ids", None)
-        if ids is None and isinstance(c, dict):
-            ids = c.get("input_ids")
-        total += len(ids) if ids is not None else 0
-    return total
+    """Subword tokens of an ``EncodedText`` over all its chunks: the model stage's sort key."""
+    return sum(len(ids) for ids in enc.chunk_input_ids)
 
 
 class Tokenize:

@@ -39,6 +39,7 @@ def read_tables(root: str, storage_options=None, *, drop=("run_id",)) -> dict:
     from biogliner.store.manifest import Store
 
     store = Store(root, storage_options)
+    store.fs.invalidate_cache()  # s3fs instances are shared: drop listings cached before other runs wrote
     entries = store.entries()
     out = {}
     for table in TABLES:

@@ -1,0 +1,227 @@
+"""End to end on s3:// (moto on 127.0.0.1) with the tiny random checkpoint.
+
+One clean run is the reference; reruns, killed-and-completed runs (kill -9 of the driver at two
+points, in subprocesses), and a run with a dead model actor and a lost parse worker must give
+exactly its tables (whole tables compared, sorted, run ids aside: they differ by design).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from pipeline_helpers import TINY_THRESHOLD, corrupt_shard_bytes, read_tables, upload_dir
+
+from biogliner.pipeline.config import AnnotateConfig
+from biogliner.pipeline.runner import annotate
+from biogliner.pipeline.synthetic import make_pubmed_shard
+from biogliner.schema import Deletion, Document
+from biogliner.sources import iter_events, sample_corpus_path
+
+ROOT = Path(__file__).resolve().parents[2]
+# dummy credentials of the test server, passed explicitly so that Ray workers started before the
+# S3 fixture set the environment still reach it (the endpoint comes from AWS_ENDPOINT_URL)
+CREDS = {"key": "testing", "secret": "testing"}
+
+
+@pytest.fixture(scope="module")
+def bucket(s3_server):
+    import boto3
+    import s3fs
+
+    name = f"pipeline-e2e-{os.getpid()}"
+    boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1").create_bucket(Bucket=name)
+    s3fs.S3FileSystem.clear_instance_cache()
+    return f"s3://{name}"
+
+
+@pytest.fixture(scope="module")
+def inputs(bucket, tmp_path_factory):
+    """The sample corpus plus two generated PubMed shards, uploaded to the bucket."""
+    local = tmp_path_factory.mktemp("inputs")
+    import shutil
+
+    shutil.copytree(sample_corpus_path(), local / "in")
+    (local / "in" / "pubmed" / "pubmed26n0100.xml.gz").write_bytes(make_pubmed_shard(60, first_pmid=51_000_000))
+    (local / "in" / "pubmed" / "pubmed26n0101.xml.gz").write_bytes(make_pubmed_shard(45, first_pmid=52_000_000))
+    upload_dir(local / "in", f"{bucket}/in")
+    return {"local": local / "in", "url": f"{bucket}/in"}
+
+
+def _config(inputs, out, tiny_checkpoint, **kw) -> AnnotateConfig:
+    return AnnotateConfig(
+        inputs=(inputs["url"],),
+        output=out,
+        model=str(tiny_checkpoint),
+        labels=("biomed",),
+        threshold=TINY_THRESHOLD,
+        storage_options=CREDS,
+        progress="none",
+        rows_per_call=16,
+        block_rows=24,
+        **kw,
+    )
+
+
+@pytest.fixture(scope="module")
+def clean(s3_server, ray_session, inputs, bucket, tiny_checkpoint):
+    """The reference: one uninterrupted run."""
+    out = f"{bucket}/clean"
+    summary = annotate(_config(inputs, out, tiny_checkpoint))
+    return {"out": out, "summary": summary, "tables": read_tables(out, CREDS)}
+
+
+def _reader_counts(local: Path):
+    docs = passages = deletions = 0
+    for p in sorted(local.rglob("*")):
+        if p.is_file() and not p.name.endswith((".md5", ".json")):
+            for e in iter_events(str(p)):
+                if isinstance(e, Document):
+                    docs += 1
+                    passages += len(e.passages)
+                elif isinstance(e, Deletion):
+                    deletions += 1
+    return docs, passages, deletions
+
+
+def test_clean_run_matches_the_readers(clean, inputs):
+    s, t = clean["summary"], clean["tables"]
+    assert s.ok and s.files_failed == 0 and s.files_committed == s.files_total == 6
+    docs, passages, deletions = _reader_counts(inputs["local"])
+    assert len(t["documents"]) == s.documents == docs
+    assert len(t["passages"]) == s.passages == passages
+    assert len(t["deletions"]) == s.deletions == deletions == 2
+    assert len(t["manifest"]) == 6 and {m[2] for m in t["manifest"]} == {"committed"}
+    # one partition per input file
+    parts = {p for p, _ in t["documents"]}
+    assert parts == {f"source={m[0]}/input={m[1]}" for m in t["manifest"]}
+    # no duplicate document or passage
+    doc_keys = [(p, dict(r)["doc_id"]) for p, r in t["documents"]]
+    assert len(doc_keys) == len(set(doc_keys))
+
+
+def test_entity_offsets_slice_the_passage_text(clean):
+    t = clean["tables"]
+    texts = {}
+    for part, row in t["passages"]:
+        r = dict(row)
+        texts[(part, r["doc_id"], r["version"], r["passage_index"])] = r["text"]
+    ents = [(part, dict(row)) for part, row in t["entities"]]
+    assert len(ents) > 20, "the threshold must let the tiny model find entities"
+    labels = Counter(e["label"] for _, e in ents)
+    assert len(labels) >= 3
+    for part, e in ents:
+        text = texts[(part, e["doc_id"], e["version"], e["passage_index"])]
+        assert text[e["start"] : e["end"]] == e["text"]
+        assert e["score"] > TINY_THRESHOLD and e["label_set"] == f"biomed@1-t{TINY_THRESHOLD:g}"
+    assert sum(sum(v.values()) for v in clean["summary"].entities.values()) == len(ents)
+    assert len({e["model"] for _, e in ents}) == 1
+
+
+def test_rerun_is_a_noop(clean, inputs, tiny_checkpoint):
+    from biogliner.store.manifest import Store
+
+    store = Store(clean["out"], CREDS)
+    before = {p: store.fs.info(p)["ETag"] for p in store.fs.find(store.root) if "/_runs/" not in p}
+
+    def no_ray():
+        raise AssertionError("a finished job must not need Ray, nor the model")
+
+    summary = annotate(_config(inputs, clean["out"], tiny_checkpoint), ensure_ray=no_ray)
+    assert summary.ok and summary.files_skipped == 6 and summary.files_committed == 0 and summary.status == "nothing_to_do"
+    after = {p: store.fs.info(p)["ETag"] for p in store.fs.find(store.root) if "/_runs/" not in p}
+    assert after == before
+    assert read_tables(clean["out"], CREDS) == clean["tables"]
+
+
+def _cli(args, *, env_extra=None, cwd=None, timeout=240):
+    env = dict(os.environ)
+    env.update(env_extra or {})
+    return subprocess.run(
+        [sys.executable, "-m", "biogliner", "annotate", *args], cwd=cwd or ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def _cli_args(inputs, out, tiny_checkpoint):
+    return ["--input", inputs["url"], "--output", out, "--model", str(tiny_checkpoint), "--threshold", str(TINY_THRESHOLD),
+            "--storage-options", json.dumps(CREDS), "--progress", "none", "--rows-per-call", "16", "--block-rows", "24"]
+
+
+def test_killed_twice_then_completed_despite_a_dead_actor_equals_a_clean_run(clean, inputs, bucket, tiny_checkpoint, ray_session, tmp_path):
+    """kill -9 of the driver after 2 commits, then mid-write (entity files written, not committed);
+    the completing run loses a model actor (it dies at its 2nd call) and a parse worker (it dies
+    after writing its tables): Ray restarts/retries them, and the tables equal the clean run's.
+    (One completing run serves both scenarios: each run costs a model load in a fresh actor.)"""
+    from biogliner.store.manifest import Store
+
+    out = f"{bucket}/killed"
+    args = _cli_args(inputs, out, tiny_checkpoint)
+    # connect the subprocess drivers to the session's Ray (saves a Ray start per run)
+    env = {"RAY_ADDRESS": ray_session.get_runtime_context().gcs_address}
+    store = Store(out, CREDS)
+    store.fs.invalidate_cache()
+
+    first = _cli(args + ["--fault", "driver.after_commit=2"], env_extra=env)
+    assert first.returncode == 137, first.stderr[-3000:]
+    store.fs.invalidate_cache()
+    assert len(store.entries()) == 2
+
+    second = _cli(args + ["--fault", "driver.before_commit=2"], env_extra=env)  # dies mid-write
+    assert second.returncode == 137, second.stderr[-3000:]
+    store.fs.invalidate_cache()
+    assert len(store.entries()) == 3
+    assert store.garbage(), "the killed run left entity files that no manifest names"
+
+    faults = {**env, "BIOGLINER_FAULT": "ner.call=2,parse.after_write=1", "BIOGLINER_FAULT_DIR": str(tmp_path)}
+    third = _cli(args, env_extra=faults)
+    assert third.returncode == 0, third.stderr[-3000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ner.call.actor.fired", "parse.after_write.task.fired"]
+    assert "3 committed, 3 already done" in third.stdout
+    assert read_tables(out, CREDS) == clean["tables"]
+
+
+def test_corrupt_shard_is_recorded_and_the_others_commit(inputs, bucket, tiny_checkpoint, ray_session, tmp_path):
+    from biogliner.cli import main
+    from biogliner.store.manifest import Store
+
+    from biogliner import io as bio
+
+    fs, path = bio.filesystem(f"{bucket}/corrupt-in/pubmed26n0900.xml.gz")
+    fs.pipe_file(path, corrupt_shard_bytes())
+    fs.pipe_file(path.replace("0900", "0901"), make_pubmed_shard(12, first_pmid=53_000_000))
+    out = f"{bucket}/corrupt-out"
+    args = _cli_args({"url": f"{bucket}/corrupt-in"}, out, tiny_checkpoint)
+    rc = main(["annotate", *args])
+    assert rc == 1
+    entries = {e.input: e for e in Store(out, CREDS).entries()}
+    assert entries["pubmed26n0900"].status == "failed" and "pubmed26n0900" in entries["pubmed26n0900"].error
+    assert entries["pubmed26n0901"].status == "committed"
+    t = read_tables(out, CREDS)
+    errors = [dict(r) for p, r in t["errors"] if p.endswith("input=pubmed26n0900")]
+    assert [e["kind"] for e in errors] == ["file_error"]
+    # what was read before the cut is kept and counted
+    assert entries["pubmed26n0900"].parse.counts["documents"] == sum(1 for p, _ in t["documents"] if p.endswith("pubmed26n0900")) > 0
+    runs = [p for p in Store(out, CREDS).fs.find(Store(out, CREDS).root + "/_runs") if p.endswith(".json")]
+    summary = json.loads(Store(out, CREDS).fs.cat_file(runs[0]))
+    assert summary["status"] == "failed" and summary["files"]["failed"] == 1 and summary["files"]["committed"] == 1
+
+
+def test_readme_main_command_writes_the_tables(tiny_checkpoint, tmp_path):
+    """`biogliner annotate` with no input/output (README): sample corpus -> ./biogliner-output."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RAY_ADDRESS"))}
+    env["BIOGLINER_MODEL"] = str(tiny_checkpoint)
+    r = subprocess.run(
+        [sys.executable, "-m", "biogliner", "annotate", "--threshold", str(TINY_THRESHOLD), "--progress", "none"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    t = read_tables(str(tmp_path / "biogliner-output"))
+    sample_files = [p for p in sample_corpus_path().rglob("*") if p.is_file() and not p.name.endswith((".md5", ".json"))]
+    assert len(t["manifest"]) == len(sample_files)
+    assert len(t["documents"]) == _reader_counts(sample_corpus_path())[0]
+    assert t["entities"]
