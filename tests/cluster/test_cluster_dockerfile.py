@@ -15,7 +15,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from conftest import DOCKERFILE, IMAGE_ROOT, LAUNCHER_YAML, MANIFESTS, ROOT, python_commands
+from cluster_helpers import DOCKERFILE, IMAGE_ROOT, LAUNCHER_YAML, MANIFESTS, ROOT, python_commands
 from kuberay_schema import cluster_spec_of, job_spec_of
 
 DOCKERIGNORE = ROOT / ".dockerignore"

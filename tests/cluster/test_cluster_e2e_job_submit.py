@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT
+from cluster_helpers import ROOT
 
 pytestmark = pytest.mark.slow
 

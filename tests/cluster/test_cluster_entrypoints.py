@@ -11,7 +11,7 @@ import sys
 
 import pytest
 import yaml
-from conftest import LAUNCHER_YAML, MANIFESTS, ROOT, image_path_to_repo, python_commands
+from cluster_helpers import LAUNCHER_YAML, MANIFESTS, ROOT, image_path_to_repo, python_commands
 from kuberay_schema import cluster_spec_of, job_spec_of
 
 

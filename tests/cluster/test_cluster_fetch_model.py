@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT
+from cluster_helpers import ROOT
 
 SCRIPT = ROOT / "cluster" / "docker" / "fetch_model.py"
 

@@ -9,7 +9,7 @@ import tomllib
 
 import pytest
 import yaml
-from conftest import DOCKERFILE, MANIFESTS, ROOT, python_commands
+from cluster_helpers import DOCKERFILE, MANIFESTS, ROOT, python_commands
 from kuberay_schema import (
     cluster_spec_of,
     cron_errors,
