@@ -172,7 +172,8 @@ def test_corrupt_lock_object_is_a_clear_error(tmp_path):
 
 
 def test_lock_across_processes(tmp_path):
-    """Separate processes (not threads): the OS-level exclusive create decides."""
+    """Separate processes (not threads): the OS-level exclusive create decides. The winner
+    stays alive a while (a dead holder's lock may be taken over at once)."""
     import subprocess
     import sys
 
@@ -182,7 +183,7 @@ def test_lock_across_processes(tmp_path):
         "lk = StoreLock(sys.argv[1], 'nightly', run_id=sys.argv[2])\n"
         "t = float(sys.argv[3])\n"
         "time.sleep(max(0, t - time.time()))\n"
-        "try:\n    lk.acquire(); print('won')\n"
+        "try:\n    lk.acquire(); print('won', flush=True); time.sleep(4)\n"
         "except LockHeldError as e:\n    print('held')\n"
     )
     start = time.time() + 2.0
