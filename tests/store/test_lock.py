@@ -172,25 +172,33 @@ def test_corrupt_lock_object_is_a_clear_error(tmp_path):
 
 
 def test_lock_across_processes(tmp_path):
-    """Separate processes (not threads): the OS-level exclusive create decides. The winner
-    stays alive a while (a dead holder's lock may be taken over at once)."""
+    """Separate processes (not threads): the OS-level exclusive create decides. The winner holds
+    the lock until the losers are done (a dead holder's lock may be taken over at once)."""
     import subprocess
     import sys
 
+    release = tmp_path / "release"
     code = (
-        "import sys,time\n"
+        "import os,sys,time\n"
         "from biogliner.store.lock import StoreLock, LockHeldError\n"
         "lk = StoreLock(sys.argv[1], 'nightly', run_id=sys.argv[2])\n"
-        "t = float(sys.argv[3])\n"
-        "time.sleep(max(0, t - time.time()))\n"
-        "try:\n    lk.acquire(); print('won', flush=True); time.sleep(4)\n"
-        "except LockHeldError as e:\n    print('held')\n"
+        "time.sleep(max(0, float(sys.argv[3]) - time.time()))\n"
+        "try:\n    lk.acquire()\n"
+        "except LockHeldError as e:\n    print('held'); sys.exit(0)\n"
+        "print('won', flush=True)\n"
+        "t = time.time()\n"
+        "while not os.path.exists(sys.argv[4]) and time.time() - t < 120:\n    time.sleep(0.05)\n"
     )
-    start = time.time() + 2.0
+    start = time.time() + 3.0
     procs = [
-        subprocess.Popen([sys.executable, "-c", code, str(tmp_path), f"p{i}", str(start)], stdout=subprocess.PIPE, text=True)
+        subprocess.Popen([sys.executable, "-c", code, str(tmp_path), f"p{i}", str(start), str(release)],
+                         stdout=subprocess.PIPE, text=True)
         for i in range(3)
     ]
+    deadline = time.time() + 120
+    while sum(p.poll() is not None for p in procs) < 2 and time.time() < deadline:
+        time.sleep(0.05)
+    release.touch()
     outs = [p.communicate(timeout=60)[0].strip() for p in procs]
     assert sorted(outs) == ["held", "held", "won"], outs
     stored = json.loads((tmp_path / "_locks" / "nightly.json").read_text())
