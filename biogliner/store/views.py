@@ -207,6 +207,16 @@ def _base_select(d: _Dialect, table: str, relation: str) -> str:
     return f"SELECT {cols}\nFROM {relation}"
 
 
+def follow_keys(table: str) -> list[str]:
+    """How a passage/entity row finds its document occurrence: (source, doc_id, input), plus the
+    document's ``position`` in its file when the table carries it. Without it, a PMID that occurs
+    twice in ONE input file has both occurrences' passages/entities in the current views."""
+    keys = ["source", "doc_id", "input"]
+    if "position" in TABLES[table].names:
+        keys.append("position")
+    return keys
+
+
 def _current_sql(d: _Dialect, order_relation: str) -> dict[str, str]:
     """Bodies of the current_* views over the base views (portable SQL)."""
     q = d.q
@@ -242,10 +252,8 @@ FROM documents d JOIN winners w
 
     def follow(table: str) -> str:
         cols = ", ".join(f"t.{q(c)}" for c in view_columns(table))
-        return (
-            f"SELECT {cols}\nFROM {table} t JOIN current_documents c\n"
-            f"  ON t.{q('source')} = c.{q('source')} AND t.{q('doc_id')} = c.{q('doc_id')} AND t.{q('input')} = c.{q('input')}"
-        )
+        on = " AND ".join(f"t.{q(k)} = c.{q(k)}" for k in follow_keys(table))
+        return f"SELECT {cols}\nFROM {table} t JOIN current_documents c\n  ON {on}"
 
     return {"current_documents": pubmed, "current_passages": follow("passages"), "current_entities": follow("entities")}
 

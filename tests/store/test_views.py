@@ -219,3 +219,39 @@ def test_athena_views_use_trino_types_and_hive_ddl(tmp_path):
     ddl, _, rest = sql.partition("CREATE OR REPLACE VIEW")
     assert "`doc_id` string" in ddl and "varchar" not in ddl
     assert "AS string" not in rest and "CAST(NULL AS varchar)" in rest  # the empty deletions/entities views
+
+
+def test_position_column_separates_two_occurrences_in_one_file(tmp_path, monkeypatch):
+    """Forward compatibility: when passages/entities carry the document's ``position`` (requested
+    of the schema), a PMID twice in one file keeps only the later occurrence's rows current."""
+    import pyarrow as pa
+
+    from biogliner import schema
+    from biogliner.store.manifest import LabelSetCommit, ManifestEntry, ParseCommit
+    from scenario_data import doc_rows, pm
+
+    for table in ("passages", "entities"):
+        sch = schema.TABLES[table]
+        monkeypatch.setitem(schema.TABLES, table, pa.schema(list(sch) + [pa.field("position", pa.int64())], metadata=sch.metadata))
+    assert views.follow_keys("passages")[-1] == "position"
+    f = "pubmed26n0001"
+    store = Store(str(tmp_path / "o"))
+    docs = [pm(1, f, 0, "Early asthma."), pm(1, f, 1, "Later diabetes.")]
+    files = {
+        "documents": [store.write_table("documents", "pubmed", f, "r", doc_rows(docs, "r"))],
+        "passages": [store.write_table("passages", "pubmed", f, "r", pa.Table.from_pylist([
+            {"doc_id": "pubmed:1", "version": 1, "passage_index": 0, "section": "title", "text": d.passages[0].text,
+             "run_id": "r", "position": d.position} for d in docs], schema=schema.TABLES["passages"]))],
+    }
+    ents = pa.Table.from_pylist([
+        {"doc_id": "pubmed:1", "version": 1, "passage_index": 0, "start": s, "end": e, "text": t, "label": "disease",
+         "score": 0.9, "label_set": "x@1", "model": "m", "run_id": "r", "position": pos}
+        for s, e, t, pos in ((6, 12, "asthma", 0), (6, 14, "diabetes", 1))], schema=schema.TABLES["entities"])
+    rel = store.write_table("entities", "pubmed", f, "x@1-r", ents)
+    store.commit(ManifestEntry(input=f, source="pubmed", url="x", status="committed", run_id="r",
+                               parse=ParseCommit(run_id="r", files=files),
+                               label_sets={"x@1": LabelSetCommit(run_id="r", model="m", files=[rel])}))
+    con = views.connect(str(tmp_path / "o"))
+    assert con.execute("SELECT text FROM current_passages").fetchall() == [("Later diabetes.",)]
+    assert con.execute("SELECT text FROM current_entities").fetchall() == [("diabetes",)]
+    assert con.execute("SELECT count(*) FROM entities").fetchall() == [(2,)]
