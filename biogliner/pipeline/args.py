@@ -63,6 +63,7 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     r.add_argument("--num-model-workers", type=int, default=1, metavar="N", help="model actors (default 1)")
     r.add_argument("--gpus-per-worker", type=float, default=None, metavar="G", help="GPUs per model actor (default: 1 if the cluster has GPUs, else 0)")
     r.add_argument("--cpus-per-worker", type=float, default=1.0, metavar="C", help="CPUs per model actor (default 1)")
+    r.add_argument("--model-threads", type=int, default=None, metavar="T", help="torch threads of a CPU model actor (default: its CPUs)")
     r.add_argument("--max-parse-tasks", type=int, default=4, metavar="N", help="parse tasks in flight (default 4)")
     r.add_argument("--batch-size", type=int, default=8, metavar="N", help="texts per encoder forward pass (default 8)")
     r.add_argument("--rows-per-call", type=int, default=128, metavar="N", help="passages per model-actor call, sorted by length (default 128)")
@@ -94,6 +95,7 @@ def config_from_args(args: argparse.Namespace) -> AnnotateConfig:
         num_model_workers=args.num_model_workers,
         gpus_per_worker=args.gpus_per_worker,
         cpus_per_worker=args.cpus_per_worker,
+        model_threads=args.model_threads,
         max_parse_tasks=args.max_parse_tasks,
         batch_size=args.batch_size,
         rows_per_call=args.rows_per_call,
@@ -140,7 +142,10 @@ def run_from_args(args: argparse.Namespace, *, connect: str) -> int:
         runtime_env = {"env_vars": ray_env_vars()}
         address = os.environ.get("RAY_ADDRESS")
         if connect == "cluster":
-            ray.init(address=address or "auto", runtime_env=runtime_env, log_to_driver=True)
+            # under `ray job submit` the job's runtime_env is the place for environment variables
+            # (a second one here would conflict with it); the S3 endpoint reaches the workers
+            # through the explicit storage options anyway
+            ray.init(address=address or "auto", log_to_driver=True)
         elif address:
             ray.init(address=address, runtime_env=runtime_env)
         else:

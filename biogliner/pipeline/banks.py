@@ -50,9 +50,7 @@ def resolve_label_sets(refs: tuple[str, ...], threshold: float | None = None, st
             from biogliner.model import LabelBank
 
             bank = LabelBank.load(ref, storage_options=bio.resolve_storage_options(ref, storage_options))
-            if threshold is not None:
-                raise ValueError(f"{ref}: --threshold cannot override a pre-embedded bank; use its YAML label set")
-            out.append(LabelSource(ref, bank.label_set, ref))
+            out.append(LabelSource(ref, _override_threshold(bank.label_set, threshold), ref))
         else:
             out.append(LabelSource(ref, _override_threshold(load_label_set(ref, storage_options=storage_options), threshold)))
     ids = [s.id for s in out]
@@ -90,6 +88,8 @@ def prepare_banks(
                 expected_fingerprint=encoder.fingerprint,
                 storage_options=bio.resolve_storage_options(src.bank_url, storage_options),
             )
+            if bank.label_set != src.label_set:  # --threshold: same vectors, other decoding options
+                bank = replace(bank, label_set=src.label_set)
         else:
             bank = encoder.embed_labels(src.label_set)
         url = bio.join(bank_dir, f"{safe_name(src.id)}.safetensors")

@@ -60,6 +60,7 @@ class AnnotateConfig:
     num_model_workers: int = 1
     gpus_per_worker: float | None = None
     cpus_per_worker: float = 1.0
+    model_threads: int | None = None  # torch threads in a CPU model actor (default: Ray's, = its CPUs)
     max_parse_tasks: int = 4  # parse tasks in flight (bounds driver memory; see docs/pipeline.md)
     batch_size: int = 8  # texts per encoder forward pass
     rows_per_call: int = 128  # passages per model-actor call (sorted by length inside)
@@ -103,6 +104,8 @@ class AnnotateConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name}: must be an integer >= 1, got {value!r}")
+        if self.model_threads is not None and (isinstance(self.model_threads, bool) or not isinstance(self.model_threads, int) or self.model_threads < 1):
+            raise ConfigError(f"model_threads: must be an integer >= 1, got {self.model_threads!r}")
         if self.cpus_per_worker <= 0:
             raise ConfigError(f"cpus_per_worker: must be > 0, got {self.cpus_per_worker!r}")
         if self.gpus_per_worker is not None and self.gpus_per_worker < 0:
@@ -140,6 +143,7 @@ class AnnotateConfig:
             "num_model_workers": self.num_model_workers,
             "gpus_per_worker": self.gpus_per_worker,
             "cpus_per_worker": self.cpus_per_worker,
+            "model_threads": self.model_threads,
             "max_parse_tasks": self.max_parse_tasks,
             "batch_size": self.batch_size,
             "rows_per_call": self.rows_per_call,

@@ -34,9 +34,15 @@ class Annotate:
         storage_options: dict | None = None,
         fault: str | None = None,
         fault_dir: str | None = None,
+        threads: int | None = None,
     ):
         from biogliner import io as bio
         from biogliner.model import BiEncoder, LabelBank
+
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
 
         self.model = BiEncoder.load(
             model,

@@ -42,12 +42,17 @@ def annotate(config: AnnotateConfig, *, ensure_ray: Callable[[], None] | None = 
     summary.files_total = plan.total
     summary.files_skipped = len(plan.done)
     log.info("plan: %d input file(s), %d already committed, %d to do", plan.total, len(plan.done), len(plan.todo))
-    if plan.todo:
-        if ensure_ray is not None:
-            ensure_ray()
-        _execute(config, store, plan, sources, summary, storage_options)
-    summary.finish(time.perf_counter() - t0)
-    summary.url = store.put_json(f"_runs/{config.run_id}.json", summary.to_dict())
+    try:
+        if plan.todo:
+            if ensure_ray is not None:
+                ensure_ray()
+            _execute(config, store, plan, sources, summary, storage_options)
+    except BaseException as exc:  # saved in the run summary, then re-raised: committed inputs stay committed
+        summary.fatal = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        summary.finish(time.perf_counter() - t0)
+        summary.url = store.put_json(f"_runs/{config.run_id}.json", summary.to_dict())
     return summary
 
 
@@ -116,6 +121,7 @@ def _execute(config, store, plan, sources, summary: RunSummary, storage_options)
             "storage_options": model_opts if "://" in config.model else storage_options,
             "fault": config.fault,
             "fault_dir": config.fault_dir,
+            "threads": config.model_threads,
         },
         compute=ActorPoolStrategy(size=config.num_model_workers),
         batch_size=config.rows_per_call,

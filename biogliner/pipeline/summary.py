@@ -19,6 +19,7 @@ class RunSummary:
     files_failed: int = 0
     failed: list[dict[str, str | None]] = field(default_factory=list)
     incomplete: list[str] = field(default_factory=list)
+    fatal: str | None = None  # the exception that stopped the run, if any
     documents: int = 0
     passages: int = 0
     deletions: int = 0
@@ -60,7 +61,7 @@ class RunSummary:
 
     @property
     def ok(self) -> bool:
-        return self.files_failed == 0 and not self.incomplete
+        return self.files_failed == 0 and not self.incomplete and self.fatal is None
 
     @property
     def status(self) -> str:
@@ -98,6 +99,7 @@ class RunSummary:
             },
             "failed": self.failed,
             "incomplete": self.incomplete,
+            "fatal": self.fatal,
             "documents": self.documents,
             "passages": self.passages,
             "deletions": self.deletions,
@@ -126,6 +128,8 @@ class RunSummary:
             lines.append(f"  entities [{set_id}] {sum(per_label.values())}: {parts}")
         for fl in self.failed:
             lines.append(f"  FAILED {fl['input']}: {fl['error']}")
+        if self.fatal:
+            lines.append(f"  STOPPED: {self.fatal}")
         for inc in self.incomplete[:10]:
             lines.append(f"  INCOMPLETE {inc}")
         lines.append(f"  wall {self.wall_s:.1f} s, {self.docs_per_s:.1f} documents/s")

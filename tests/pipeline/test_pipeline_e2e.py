@@ -194,14 +194,27 @@ def test_corrupt_shard_is_recorded_and_the_others_commit(inputs, bucket, tiny_ch
     fs, path = bio.filesystem(f"{bucket}/corrupt-in/pubmed26n0900.xml.gz")
     fs.pipe_file(path, corrupt_shard_bytes())
     fs.pipe_file(path.replace("0900", "0901"), make_pubmed_shard(12, first_pmid=53_000_000))
+    # two label sets in one encoder pass: a pre-embedded bank file and a YAML file
+    from biogliner.labels import load_label_set
+    from biogliner.model import BiEncoder
+
+    bank = tmp_path / "core.safetensors"
+    BiEncoder.load(str(tiny_checkpoint), device="cpu").embed_labels(load_label_set("core")).save(str(bank))
+    yaml = tmp_path / "mine.yaml"
+    yaml.write_text('name: mine\nversion: "2"\nlabels:\n  - enzyme\n  - name: organ\n    prompt: organ or tissue\n')
     out = f"{bucket}/corrupt-out"
-    args = _cli_args({"url": f"{bucket}/corrupt-in"}, out, tiny_checkpoint)
+    args = _cli_args({"url": f"{bucket}/corrupt-in"}, out, tiny_checkpoint) + ["--labels", str(bank), "--labels", str(yaml)]
     rc = main(["annotate", *args])
     assert rc == 1
     entries = {e.input: e for e in Store(out, CREDS).entries()}
     assert entries["pubmed26n0900"].status == "failed" and "pubmed26n0900" in entries["pubmed26n0900"].error
     assert entries["pubmed26n0901"].status == "committed"
+    sets = {"core@1-t0.515", "mine@2-t0.515"}
+    assert set(entries["pubmed26n0901"].label_sets) == set(entries["pubmed26n0900"].label_sets) == sets
     t = read_tables(out, CREDS)
+    ents = [dict(r) for _, r in t["entities"]]
+    assert {e["label_set"] for e in ents} == sets
+    assert {e["label"] for e in ents if e["label_set"] == "mine@2-t0.515"} <= {"enzyme", "organ"}
     errors = [dict(r) for p, r in t["errors"] if p.endswith("input=pubmed26n0900")]
     assert [e["kind"] for e in errors] == ["file_error"]
     # what was read before the cut is kept and counted

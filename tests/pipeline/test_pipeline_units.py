@@ -250,3 +250,54 @@ def test_committer_keeps_other_label_sets_when_adding_one(tmp_path, sample_dir):
     entry = store.read_entry(item.source, item.input)
     assert set(entry.label_sets) == {"a@1", "b@1"}
     assert entry.label_sets["a@1"].run_id == "r0" and entry.label_sets["b@1"].run_id == "r2"
+
+
+# -- tokenise + model stages as plain callables (tiny checkpoint, no Ray) ----------------------
+
+
+def test_tokenize_and_annotate_stages_match_predict_in_order(tiny_checkpoint, sample_dir, tmp_path):
+    from pipeline_helpers import TINY_THRESHOLD
+
+    from biogliner.labels import load_label_set
+    from biogliner.model import BiEncoder
+    from biogliner.pipeline.banks import _override_threshold
+    from biogliner.pipeline.ner import Annotate
+    from biogliner.pipeline.tokenize import Tokenize
+
+    url = str(sample_dir / "pubmed" / "pubmed26n0001.xml.gz")
+    blocks = list(parse_input(identify(url), _params(tmp_path / "out", block_rows=1000)))
+    batch = pa.concat_tables(blocks)  # passages of every length, then the end row
+    assert batch.column("kind").to_pylist()[-1] == stream.END
+
+    encoded = Tokenize(str(tiny_checkpoint))(batch)
+    assert encoded.schema == stream.ENCODED and encoded.num_rows == batch.num_rows
+    assert encoded.column("encoded")[batch.num_rows - 1].as_py() is None  # end row passes through
+    n_tok = encoded.column("n_tokens").to_pylist()[:-1]
+    assert len(set(n_tok)) > 3 and n_tok != sorted(n_tok)  # mixed lengths, not already sorted
+
+    model = BiEncoder.load(str(tiny_checkpoint), device="cpu")
+    ls = _override_threshold(load_label_set("biomed"), TINY_THRESHOLD)
+    bank_url = str(tmp_path / "bank.safetensors")
+    model.embed_labels(ls).save(bank_url)
+    out = Annotate(str(tiny_checkpoint), [bank_url], batch_size=4)(encoded)
+    assert out.schema == stream.ANNOTATED
+    assert out.column("info").to_pylist() == batch.column("info").to_pylist()
+    assert out.select(["position", "passage_index"]).to_pylist() == batch.select(["position", "passage_index"]).to_pylist()
+
+    texts = batch.column("text").to_pylist()[:-1]
+    expected = model.predict(texts, [model.embed_labels(ls)], batch_size=4)
+    got = out.column("entities").to_pylist()[:-1]
+    n = 0
+    for text, ents, exp in zip(texts, got, expected):
+        assert [(e["start"], e["end"], e["label"]) for e in ents] == [(e.start, e.end, e.label) for e in exp[0]]
+        for e in ents:
+            assert text[e["start"] : e["end"]] == e["text"] and e["bank"] == 0
+        n += len(ents)
+    assert n > 0
+
+
+def test_stages_name_the_missing_columns():
+    from biogliner.pipeline.tokenize import Tokenize
+
+    with pytest.raises(KeyError, match="tokenize: input batch lacks columns \\['text'\\]"):
+        Tokenize("unused")(pa.table({f.name: pa.array([], f.type) for f in stream.KEY_FIELDS + [stream.INFO_FIELD]}))
