@@ -39,6 +39,18 @@ SAMPLE = ROOT / "biogliner" / "data" / "sample"
 INPUT_SUFFIXES = (".xml", ".xml.gz", ".nxml")
 
 
+# PID 1 of the namespace: adopts the Ray daemons and reaps them when they exit, so that `ray stop`
+# sees them gone at once (an init that never reaps, like `sleep`, leaves zombies it waits on).
+_REAPER = """
+import os, time
+while True:
+    try:
+        os.waitpid(-1, 0)
+    except ChildProcessError:
+        time.sleep(0.2)
+"""
+
+
 @dataclass
 class NamespacedHead:
     netns: str
@@ -109,7 +121,8 @@ def head():
     try:
         subprocess.run(["ip", "netns", "exec", netns, "ip", "link", "set", "lo", "up"], check=True)
         anchor = subprocess.Popen(
-            ["ip", "netns", "exec", netns, "unshare", "--pid", "--fork", "--mount-proc", "--kill-child", "sleep", "infinity"],
+            ["ip", "netns", "exec", netns, "unshare", "--pid", "--fork", "--mount-proc", "--kill-child",
+             sys.executable, "-c", _REAPER],
             stdin=subprocess.DEVNULL,
         )
         h = NamespacedHead(netns, _child_pid(anchor.pid), _clean_env(token_file), temp_dir)
