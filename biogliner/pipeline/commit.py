@@ -191,19 +191,18 @@ def _entities_table(rows: pa.Table | None, bank_index: int, bank: BankInfo, run_
     # deterministic row order whatever order batches arrived in
     t = t.sort_by([("position", "ascending"), ("passage_index", "ascending"), ("start", "ascending"), ("end", "ascending"), ("label", "ascending")])
     n = t.num_rows
-    return pa.table(
-        {
-            "doc_id": t.column("doc_id"),
-            "version": t.column("version"),
-            "passage_index": t.column("passage_index"),
-            "start": t.column("start"),
-            "end": t.column("end"),
-            "text": t.column("text"),
-            "label": t.column("label"),
-            "score": t.column("score"),
-            "label_set": pa.array([bank.label_set_id] * n, pa.string()),
-            "model": pa.array([bank.model] * n, pa.string()),
-            "run_id": pa.array([run_id] * n, pa.string()),
-        },
-        schema=ENTITIES,
-    )
+    columns = {
+        "doc_id": t.column("doc_id"),
+        "version": t.column("version"),
+        "passage_index": t.column("passage_index"),
+        "start": t.column("start"),
+        "end": t.column("end"),
+        "text": t.column("text"),
+        "label": t.column("label"),
+        "score": t.column("score"),
+        "label_set": pa.array([bank.label_set_id] * n, pa.string()),
+        "model": pa.array([bank.model] * n, pa.string()),
+        "position": t.column("position"),  # written when the schema carries it
+        "run_id": pa.array([run_id] * n, pa.string()),
+    }
+    return pa.table({name: columns[name] for name in ENTITIES.names}, schema=ENTITIES)

@@ -92,7 +92,15 @@ def parse_input(item: InputFile, params: ParseParams) -> Iterator[pa.Table]:
                 for i, p in enumerate(event.passages):
                     counts["passages"] += 1
                     counts["characters"] += len(p.text)
-                    passages.add(doc_id=event.doc_id, version=event.version, passage_index=i, section=p.section, text=p.text, run_id=run_id)
+                    passages.add(
+                        doc_id=event.doc_id,
+                        version=event.version,
+                        passage_index=i,
+                        section=p.section,
+                        text=p.text,
+                        position=event.position,
+                        run_id=run_id,
+                    )
                     if not p.text.strip():
                         counts["blank_passages"] += 1
                         continue
