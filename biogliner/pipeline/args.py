@@ -160,5 +160,9 @@ def run_from_args(args: argparse.Namespace, *, connect: str) -> int:
     except (ValueError, FileNotFoundError, CheckpointError) as exc:  # bad label set, no input, mismatched bank...
         print(f"biogliner annotate: {exc}", file=sys.stderr)
         return 2
+    except ConnectionError as exc:
+        hint = "start one (ray start --head) or use `biogliner annotate`" if connect == "cluster" else "check RAY_ADDRESS"
+        print(f"biogliner annotate: cannot reach Ray ({exc}); {hint}", file=sys.stderr)
+        return 2
     print(summary.render())
     return 0 if summary.ok else 1

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
-import tempfile
+import threading
 import time
 from collections.abc import Callable
 
@@ -132,14 +132,20 @@ def _execute(config, store, plan, sources, summary: RunSummary, storage_options)
 
     committer = Committer(store, items, banks, config.run_id, Faults(config.fault, config.fault_dir))
     t_run = time.perf_counter()
-    last_log = t_run
-    for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
-        for done in committer.add(batch):
-            summary.add_committed(done)
-        now = time.perf_counter()
-        if not bars and config.progress != "none" and now - last_log >= config.log_every_s:
-            last_log = now
-            log.info(summary.progress_line(len(items), now - t_run))
+    stop, lock = threading.Event(), threading.Lock()
+    if not bars and config.progress != "none":  # periodic lines, also while no output arrives yet
+        threading.Thread(
+            target=_log_progress, args=(stop, lock, summary, len(items), t_run, config.log_every_s), daemon=True, name="progress"
+        ).start()
+    try:
+        for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+            for done in committer.add(batch):
+                with lock:
+                    summary.add_committed(done)
+    finally:
+        stop.set()
+    if config.progress != "none":
+        log.info(summary.progress_line(len(items), time.perf_counter() - t_run))
     summary.duplicates = committer.duplicates
     missing = committer.incomplete()
     if missing:
@@ -150,3 +156,10 @@ def _execute(config, store, plan, sources, summary: RunSummary, storage_options)
 
 def _local_cluster(ray) -> bool:
     return len([n for n in ray.nodes() if n.get("Alive")]) <= 1
+
+
+def _log_progress(stop: threading.Event, lock: threading.Lock, summary: RunSummary, n_items: int, t0: float, every: float) -> None:
+    while not stop.wait(every):
+        with lock:
+            line = summary.progress_line(n_items, time.perf_counter() - t0)
+        log.info(line)
