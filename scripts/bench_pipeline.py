@@ -175,7 +175,7 @@ def main(argv=None) -> int:
 
     ckpt = build_checkpoint(args.workdir, args.width, args.layers)
     shards = {}
-    for name, n in (("1x", args.docs), ("2x", 2 * args.docs)):
+    for name, n in (("warm", 8), ("1x", args.docs), ("2x", 2 * args.docs)):
         d = args.workdir / f"in-{name}-{n}"
         d.mkdir(exist_ok=True)
         f = d / "pubmed26n9001.xml.gz"
@@ -191,6 +191,8 @@ def main(argv=None) -> int:
     log.info("parse: %s", parse)
 
     ray.init(include_dashboard=False, log_to_driver=False)
+    log.info("warm-up job (worker processes, imports, caches): not measured")
+    time_job(shards["warm"], ckpt, args, args.threads)
     model_rates, job_rates, marginal_rates, job_runs = [], [], [], []
     for r in range(args.rounds):
         log.info("round %d: model alone on %d documents (%d passages)", r + 1, n_docs, len(texts))

@@ -66,7 +66,7 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     r.add_argument("--model-threads", type=int, default=None, metavar="T", help="torch threads of a CPU model actor (default: its CPUs)")
     r.add_argument("--max-parse-tasks", type=int, default=4, metavar="N", help="parse tasks in flight (default 4)")
     r.add_argument("--batch-size", type=int, default=8, metavar="N", help="texts per encoder forward pass (default 8)")
-    r.add_argument("--rows-per-call", type=int, default=128, metavar="N", help="passages per model-actor call, sorted by length (default 128)")
+    r.add_argument("--rows-per-call", type=int, default=None, metavar="N", help="passages per model-actor call, sorted by length (default 16 x batch size)")
     r.add_argument("--block-rows", type=int, default=512, metavar="N", help="passages per parse block (default 512)")
 
     o = p.add_argument_group("running")

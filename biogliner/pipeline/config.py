@@ -63,7 +63,7 @@ class AnnotateConfig:
     model_threads: int | None = None  # torch threads in a CPU model actor (default: Ray's, = its CPUs)
     max_parse_tasks: int = 4  # parse tasks in flight (bounds driver memory; see docs/pipeline.md)
     batch_size: int = 8  # texts per encoder forward pass
-    rows_per_call: int = 128  # passages per model-actor call (sorted by length inside)
+    rows_per_call: int | None = None  # passages per model-actor call, sorted by length inside (default 16 x batch_size)
     block_rows: int = 512  # passages per block emitted by a parse task
     storage_options: dict[str, Any] = field(default_factory=dict)
     device: str | None = None
@@ -100,6 +100,8 @@ class AnnotateConfig:
             set_("run_id", new_run_id())
         if not _RUN_ID.fullmatch(self.run_id):
             raise ConfigError(f"run_id: must match {_RUN_ID.pattern}, got {self.run_id!r}")
+        if self.rows_per_call is None and isinstance(self.batch_size, int):
+            set_("rows_per_call", 16 * self.batch_size)
         for name in ("num_model_workers", "max_parse_tasks", "batch_size", "rows_per_call", "block_rows"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
