@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import torch
 
 from biogliner.labels import LabelSet
@@ -168,37 +169,46 @@ class BiEncoder:
 
     def _run_batch(self, encoded, batch, slices, q, r, thresholds, found) -> None:
         ids = [encoded[t].chunk_input_ids[c] for t, c in batch]
-        wpos = [encoded[t].chunk_word_tokens[c] for t, c in batch]
         n_tok = max(len(x) for x in ids)
-        n_words = max(len(x) for x in wpos)
         input_ids = torch.full((len(batch), n_tok), self._pad_id, dtype=torch.long)
         attention = torch.zeros((len(batch), n_tok), dtype=torch.long)
-        word_pos = torch.zeros((len(batch), n_words), dtype=torch.long)
-        for row, (x, w) in enumerate(zip(ids, wpos)):
+        flat_pos: list[int] = []  # each word's first subtoken in the flattened [B * T] tokens
+        room: list[int] = []  # words left in its chunk, from each word on
+        row_start: list[int] = []  # index of each row's first word in the flat word list
+        for row, ((t, c), x) in enumerate(zip(batch, ids)):
             input_ids[row, : len(x)] = torch.tensor(x)
             attention[row, : len(x)] = 1
-            word_pos[row, : len(w)] = torch.tensor(w)
-        lengths = torch.tensor([len(w) for w in wpos])
+            wt = encoded[t].chunk_word_tokens[c]
+            row_start.append(len(flat_pos))
+            flat_pos.extend(row * n_tok + p for p in wt)
+            room.extend(range(len(wt), 0, -1))
         dev = self.device
-        logits = self.net.span_logits(input_ids.to(dev), attention.to(dev), word_pos.to(dev), q, r)
-        rows, starts, widths, labels, scores = candidates(logits, thresholds, lengths)
-        # Split candidates by (row, bank); rows and labels are already in row-major order.
-        bank_of = torch.empty(int(q.shape[0]), dtype=torch.long)
-        for b, s in enumerate(slices):
-            bank_of[s.offset : s.offset + s.size] = b
-        bank_idx = bank_of.numpy()[labels] if len(labels) else labels
+        logits = self.net.span_logits(
+            input_ids.to(dev), attention.to(dev), torch.tensor(flat_pos, device=dev), q, r
+        )
+        words, widths, labels, scores = candidates(logits, thresholds, torch.tensor(room))
+        bank_of = np.empty(int(q.shape[0]), dtype=np.int64)
+        for b, sl in enumerate(slices):
+            bank_of[sl.offset : sl.offset + sl.size] = b
+        rows = np.searchsorted(np.asarray(row_start), words, side="right") - 1
         for row, (t, c) in enumerate(batch):
             enc = encoded[t]
             base = enc.chunk_word_offsets[c]
+            lo, hi = np.searchsorted(rows, [row, row + 1])  # candidates are sorted by word, hence by row
             per_bank: list[list[Entity]] = []
-            in_row = rows == row
             for b, sl in enumerate(slices):
-                sel = in_row & (bank_idx == b)
-                if not sel.any():
+                sel = slice(lo, hi)
+                in_bank = bank_of[labels[sel]] == b
+                if not in_bank.any():
                     per_bank.append([])
                     continue
                 accepted = greedy(
-                    starts[sel], widths[sel], labels[sel] - sl.offset, scores[sel], flat_ner=sl.flat_ner, multi_label=sl.multi_label
+                    words[sel][in_bank] - row_start[row],
+                    widths[sel][in_bank],
+                    labels[sel][in_bank] - sl.offset,
+                    scores[sel][in_bank],
+                    flat_ner=sl.flat_ner,
+                    multi_label=sl.multi_label,
                 )
                 per_bank.append(_entities(enc, base, accepted, sl.names))
             found[(t, c)] = per_bank

@@ -33,24 +33,22 @@ class BankSlice:
 
 
 def candidates(
-    logits: torch.Tensor, thresholds: torch.Tensor, n_words: torch.Tensor
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """All (row, start, width, label, score) with ``sigmoid(logit) > threshold[label]`` and the span
-    inside its row (``start + width < n_words[row]``), in row-major (row, start, width, label) order.
+    logits: torch.Tensor, thresholds: torch.Tensor, room: torch.Tensor
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """All (word, width, label, score) with ``sigmoid(logit) > threshold[label]`` and the span inside
+    its text (``width < room[word]``, ``room`` = words left in the text from this one), in
+    (word, width, label) order.
 
-    ``logits`` [B, L, K, C]; ``thresholds`` [C] float32; ``n_words`` [B].
+    ``logits`` [N, K, C] over a batch's flat words; ``thresholds`` [C] float32; ``room`` [N].
     """
     probs = torch.sigmoid(logits.float())
     keep = probs > thresholds.to(probs.device, torch.float32)
-    bsz, n, k_max, _ = probs.shape
-    start = torch.arange(n, device=probs.device).view(1, n, 1)
-    width = torch.arange(k_max, device=probs.device).view(1, 1, k_max)
-    inside = (start + width) < n_words.to(probs.device).view(bsz, 1, 1)
-    keep &= inside.unsqueeze(-1)
+    width = torch.arange(probs.shape[1], device=probs.device)
+    keep &= (width.view(1, -1) < room.to(probs.device).view(-1, 1)).unsqueeze(-1)
     idx = keep.nonzero()  # row-major order
     scores = probs[keep]
     idx = idx.cpu().numpy()
-    return idx[:, 0], idx[:, 1], idx[:, 2], idx[:, 3], scores.cpu().numpy().astype(np.float64)
+    return idx[:, 0], idx[:, 1], idx[:, 2], scores.cpu().numpy().astype(np.float64)
 
 
 def greedy(

@@ -3,9 +3,9 @@
 Text side, per chunk of words::
 
     h      = text_encoder(subwords) [@ projection]            # [B, T, D]
-    w_i    = h[first subtoken of word i]                       # [B, L, D]
+    w_i    = h[first subtoken of word i]                       # [N, D], the batch's words, no padding
     s, e   = MLP_start(w), MLP_end(w)                          # Linear(D,4D) ReLU Linear(4D,D)
-    A_i    = W1a relu(s_i);   B_j = W1b relu(e_j) + b1          # [B, L, 4D], once per word
+    A_i    = W1a relu(s_i);   B_j = W1b relu(e_j) + b1          # [N, 4D], once per word
 
 Label side, once per label set (see :class:`LabelVectors`)::
 
@@ -52,7 +52,14 @@ class LabelVectors:
 
 
 class SpanHead(nn.Module):
-    """SpanMarkerV0 + the label dot product, folded (see module docstring)."""
+    """SpanMarkerV0 + the label dot product, folded (see module docstring).
+
+    Works on the flat list of a batch's words ``[N, D]`` (row after row, no padding): the span
+    ``(p, k)`` pairs word ``p`` with word ``p + k``; spans that run past their own text are junk
+    and are masked by the caller.
+    """
+
+    BLOCK = 128  # words per step of the width loop: keeps each [BLOCK, 4D] temporary in cache
 
     def __init__(self, d: int, max_width: int):
         super().__init__()
@@ -61,35 +68,48 @@ class SpanHead(nn.Module):
         self.project_start = MLP(d, d)
         self.project_end = MLP(d, d)
         self.out_project = MLP(2 * d, d)
+        self._fused: tuple | None = None
 
     def fold_labels(self, p: torch.Tensor) -> LabelVectors:
         w2, b2 = self.out_project.fc2.weight, self.out_project.fc2.bias  # [D, 4D], [D]
         return LabelVectors(p=p, q=p @ w2, r=p @ b2)
 
+    def _fc1_both(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first layers of MLP_start and MLP_end stacked: one GEMM for both (cached)."""
+        w = self.project_start.fc1.weight
+        if self._fused is None or self._fused[0].device != w.device or self._fused[0].dtype != w.dtype:
+            self._fused = (
+                torch.cat([w, self.project_end.fc1.weight]).T.contiguous(),
+                torch.cat([self.project_start.fc1.bias, self.project_end.fc1.bias]),
+            )
+        return self._fused
+
     def word_terms(self, words: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``A`` [B, L, 4D] and ``B + b1`` [B, L, 4D] from word vectors [B, L, D]."""
+        """``A`` [N, 4D] and ``B + b1`` [N, 4D] from word vectors [N, D]."""
+        w_both, b_both = self._fc1_both()
+        h = torch.addmm(b_both, words, w_both).relu_()  # [N, 8D]: hidden of MLP_start | MLP_end
+        hd = h.shape[1] // 2
+        s = torch.addmm(self.project_start.fc2.bias, h[:, :hd], self.project_start.fc2.weight.T).relu_()
+        e = torch.addmm(self.project_end.fc2.bias, h[:, hd:], self.project_end.fc2.weight.T).relu_()
         w1 = self.out_project.fc1.weight  # [4D, 2D]
-        s = torch.relu(self.project_start(words))
-        e = torch.relu(self.project_end(words))
         a = s @ w1[:, : self.d].T
-        b = torch.addmm(self.out_project.fc1.bias, e.flatten(0, 1), w1[:, self.d :].T).view(a.shape)
+        b = torch.addmm(self.out_project.fc1.bias, e, w1[:, self.d :].T)
         return a, b
 
     def forward(self, words: torch.Tensor, q: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-        """Span logits [B, L, K, C] for word vectors [B, L, D] and folded labels ``q`` [C, 4D], ``r`` [C].
-
-        Entry ``[b, i, k, c]`` scores the span of words ``i..i+k``; entries with ``i + k >= L``
-        are ``-inf`` (callers also mask spans past each row's own length).
-        """
+        """Span logits [N, K, C] for flat word vectors [N, D] and folded labels ``q`` [C, 4D], ``r`` [C]:
+        entry ``[p, k, c]`` scores words ``p..p+k`` under label ``c``."""
         a, b = self.word_terms(words)
-        bsz, n, _ = a.shape
-        k_max = self.max_width
-        out = a.new_full((bsz, n, k_max, q.shape[0]), float("-inf"))
-        qt = q.T.to(a.dtype)
+        n, k_max = a.shape[0], self.max_width
+        b = torch.cat([b, b.new_zeros(k_max, b.shape[1])])  # spans past the last word: junk, masked later
+        qt = q.T.to(a.dtype).contiguous()
         rr = r.to(a.dtype)
-        for k in range(min(k_max, n)):
-            h = torch.relu(a[:, : n - k] + b[:, k:])  # [B, L-k, 4D]
-            out[:, : n - k, k] = torch.addmm(rr, h.reshape(-1, h.shape[-1]), qt).view(bsz, n - k, -1)
+        out = a.new_empty((n, k_max, q.shape[0]))
+        for lo in range(0, n, self.BLOCK):
+            hi = min(n, lo + self.BLOCK)
+            for k in range(k_max):
+                h = torch.add(a[lo:hi], b[lo + k : hi + k]).relu_()
+                out[lo:hi, k] = torch.addmm(rr, h, qt)
         return out
 
 
@@ -132,22 +152,21 @@ class BiEncoderNet(nn.Module):
         return self.span_head.fold_labels(self.prompt_rep_layer(pooled))
 
     # -- text -----------------------------------------------------------------------------------
-    def word_vectors(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, word_pos: torch.Tensor
-    ) -> torch.Tensor:
-        """Word vectors [B, L, D]: the first subtoken's vector of each word (``word_pos`` [B, L])."""
+    def word_vectors(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, flat_pos: torch.Tensor) -> torch.Tensor:
+        """Flat word vectors [N, D]: the first subtoken's vector of each word, ``flat_pos`` indexing
+        the batch's tokens flattened row after row."""
         h = self.text(input_ids, attention_mask)
-        return torch.gather(h, 1, word_pos.unsqueeze(-1).expand(-1, -1, h.shape[-1]))
+        return h.reshape(-1, h.shape[-1]).index_select(0, flat_pos)
 
     def span_logits(
         self,
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor,
-        word_pos: torch.Tensor,
+        flat_pos: torch.Tensor,
         q: torch.Tensor,
         r: torch.Tensor,
     ) -> torch.Tensor:
-        return self.span_head(self.word_vectors(input_ids, attention_mask, word_pos), q, r)
+        return self.span_head(self.word_vectors(input_ids, attention_mask, flat_pos), q, r)
 
 
 # GLiNER state-dict prefixes -> ours. Checkpoint keys under IGNORED_PREFIXES are read and dropped.

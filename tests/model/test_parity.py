@@ -23,10 +23,12 @@ def score_quantiles(bio, bank, texts, qs) -> list[float]:
     scores = []
     for e in bio.preprocessor().encode(texts):
         for ids, wp in zip(e.chunk_input_ids, e.chunk_word_tokens):
-            ids_t, wp_t = torch.tensor([ids]), torch.tensor([wp])
+            ids_t = torch.tensor([ids])
             with torch.inference_mode():
-                lg = bio.net.span_logits(ids_t, torch.ones_like(ids_t), wp_t, bank.q.float(), bank.r.float())
-            scores.append(torch.sigmoid(lg[torch.isfinite(lg)]).numpy())
+                lg = bio.net.span_logits(ids_t, torch.ones_like(ids_t), torch.tensor(wp), bank.q, bank.r)
+            n = len(wp)
+            inside = torch.arange(lg.shape[1]).view(1, -1) < (n - torch.arange(n)).view(-1, 1)
+            scores.append(torch.sigmoid(lg[inside]).flatten().numpy())
     allp = np.concatenate(scores)
     return [round(float(np.quantile(allp, q)), 4) for q in qs]
 
