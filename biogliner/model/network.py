@@ -59,7 +59,7 @@ class SpanHead(nn.Module):
     and are masked by the caller.
     """
 
-    BLOCK = 128  # words per step of the width loop: keeps each [BLOCK, 4D] temporary in cache
+    BLOCK = 512  # words per step of the width loop: each [BLOCK, 4D] temporary stays in cache
 
     def __init__(self, d: int, max_width: int):
         super().__init__()

@@ -233,3 +233,32 @@ def test_s3_checkpoint_fetched_once_concurrently(tiny_checkpoint, s3_bucket, tmp
     assert loaded.fingerprint == model.fingerprint
     with pytest.raises(CheckpointError, match="no checkpoint files"):
         BiEncoder.load(f"{s3_bucket}/models/absent", cache_dir=str(cache))
+
+
+def test_bf16_autocast_on_cpu_runs_and_mostly_agrees(tiny_checkpoint, labels):
+    fp32 = BiEncoder.load(str(tiny_checkpoint), device="cpu")
+    bf16 = BiEncoder.load(str(tiny_checkpoint), device="cpu", precision="bf16")
+    bank = fp32.embed_labels(labels)
+    a = fp32.predict(TEXTS, [bank])
+    b = bf16.predict(TEXTS, [bank])
+    for text, per_bank in zip(TEXTS, b):
+        for e in per_bank[0]:
+            assert text[e.start : e.end] == e.text
+    sa = {(i, e.start, e.end, e.label) for i, t in enumerate(a) for e in t[0]}
+    sb = {(i, e.start, e.end, e.label) for i, t in enumerate(b) for e in t[0]}
+    assert len(sa & sb) >= 0.5 * max(len(sa), 1)
+    with pytest.raises(ValueError, match="precision"):
+        BiEncoder.load(str(tiny_checkpoint), device="cpu", precision="int8")
+
+
+@pytest.mark.gpu
+def test_cuda_bf16_matches_cpu_fp32(tiny_checkpoint, labels):
+    cpu = BiEncoder.load(str(tiny_checkpoint), device="cpu")
+    gpu32 = BiEncoder.load(str(tiny_checkpoint), device="cuda")
+    gpu16 = BiEncoder.load(str(tiny_checkpoint), device="cuda", precision="bf16")
+    bank = cpu.embed_labels(labels)
+    ref = _keys(cpu.predict(TEXTS, [bank]))
+    out32 = gpu32.predict(TEXTS, [bank])
+    assert [[[k[:3] for k in b] for b in t] for t in _keys(out32)] == [[[k[:3] for k in b] for b in t] for t in ref]
+    out16 = gpu16.predict(TEXTS, [bank])
+    assert sum(len(t[0]) for t in out16) > 0
