@@ -13,6 +13,8 @@ are exactly what GLiNER would compute for that chunk's text), and offsets map ba
 A word the tokenizer turns into zero subwords (e.g. a lone zero-width or control character) has no
 vector; GLiNER then shifts every later word's vector by one (a bug). Here such words are left out
 of the model input: they can never start or end an entity, and the other words keep their vectors.
+A single word longer than a whole model input (thousands of characters with no space or
+punctuation) is left out the same way, with a warning: it cannot be split without changing it.
 """
 
 from __future__ import annotations
@@ -115,8 +117,17 @@ class Preprocessor:
     def _fill(self, out: EncodedText, words, enc) -> None:
         n = len(words)
         first, counts = _first_subtokens(enc.word_ids, n)
-        if 0 in counts:  # words the tokenizer erases: leave them out (see module docstring)
-            keep = [i for i in range(n) if counts[i]]
+        if 0 in counts or max(counts) > self.max_subwords:
+            # Words the tokenizer erases, or single words longer than a whole model input (e.g. a
+            # 5,000-character sequence string): leave them out of the model input (see module
+            # docstring); they can never start or end an entity.
+            too_long = [i for i in range(n) if counts[i] > self.max_subwords]
+            if too_long:
+                logger.warning(
+                    "%d word(s) of more than %d subwords left out of the model input (first at chars %d-%d)",
+                    len(too_long), self.max_subwords, words.starts[too_long[0]], words.ends[too_long[0]],
+                )
+            keep = [i for i in range(n) if 0 < counts[i] <= self.max_subwords]
             if not keep:
                 return
             words = type(words)([words.words[i] for i in keep], [words.starts[i] for i in keep], [words.ends[i] for i in keep])
@@ -125,6 +136,7 @@ class Preprocessor:
             first, counts = _first_subtokens(enc.word_ids, n)
             if 0 in counts:  # pragma: no cover - tokenizers are word-independent for pre-split input
                 raise RuntimeError("a word lost its subwords after removing empty words")
+        # (a single word over the limit cannot reach the splitting below: it was left out above)
         out.word_starts = list(words.starts)
         out.word_ends = list(words.ends)
         if n <= self.max_words and len(enc.ids) <= self.max_subwords + self.n_special:

@@ -262,3 +262,24 @@ def test_cuda_bf16_matches_cpu_fp32(tiny_checkpoint, labels):
     assert [[[k[:3] for k in b] for b in t] for t in _keys(out32)] == [[[k[:3] for k in b] for b in t] for t in ref]
     out16 = gpu16.predict(TEXTS, [bank])
     assert sum(len(t[0]) for t in out16) > 0
+
+
+def test_word_longer_than_a_model_input_is_left_out(tmp_path, caplog):
+    # A tokenizer with no [UNK] fallback for long words: each character is a subword.
+    from tokenizers import Tokenizer
+
+    ck = build_random_checkpoint(tmp_path / "ck", seed=0, text_encoder="bert")
+    tj = json.loads((ck / "tokenizer.json").read_text())
+    tj["model"]["max_input_chars_per_word"] = 100_000
+    (ck / "tokenizer.json").write_text(json.dumps(tj))
+    assert Tokenizer.from_file(str(ck / "tokenizer.json"))
+    model = BiEncoder.load(str(ck))
+    bank = model.embed_labels(LabelSet.from_names(["gene", "disease"], threshold=0.5))
+    text = "BRCA1 binds " + "ab" * 600 + " in cells. " + "More text follows here."
+    (enc,) = model.preprocessor().encode([text])
+    assert len(enc.word_starts) == len(text.split()) - 1 + 2  # the long word is gone, "." and "." are words
+    (out,) = model.predict([text], [bank])
+    lo, hi = text.index("abab"), text.index(" in cells")
+    assert all(not (lo <= e.start < hi or lo < e.end <= hi) for e in out[0])  # never starts or ends there
+    assert all(text[e.start : e.end] == e.text for e in out[0])
+    assert "left out of the model input" in caplog.text
