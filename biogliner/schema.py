@@ -117,6 +117,7 @@ PASSAGES = _schema(
     [
         pa.field("doc_id", pa.string(), nullable=False),
         pa.field("version", pa.int32()),
+        pa.field("position", pa.int64(), nullable=False),  # the document's record index in its input file
         pa.field("passage_index", pa.int32(), nullable=False),
         pa.field("section", pa.string(), nullable=False),
         pa.field("text", pa.large_string(), nullable=False),
@@ -129,6 +130,7 @@ ENTITIES = _schema(
     [
         pa.field("doc_id", pa.string(), nullable=False),
         pa.field("version", pa.int32()),
+        pa.field("position", pa.int64(), nullable=False),  # the document's record index in its input file
         pa.field("passage_index", pa.int32(), nullable=False),
         pa.field("start", pa.int32(), nullable=False),
         pa.field("end", pa.int32(), nullable=False),

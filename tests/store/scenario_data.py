@@ -32,7 +32,8 @@ def doc_rows(docs: list[Document], run_id: str) -> pa.Table:
 def passage_rows(docs: list[Document], run_id: str) -> pa.Table:
     return pa.Table.from_pylist(
         [
-            {"doc_id": d.doc_id, "version": d.version, "passage_index": i, "section": p.section, "text": p.text, "run_id": run_id}
+            {"doc_id": d.doc_id, "version": d.version, "position": d.position, "passage_index": i, "section": p.section,
+             "text": p.text, "run_id": run_id}
             for d in docs
             for i, p in enumerate(d.passages)
         ],
@@ -51,7 +52,7 @@ def deletion_rows(dels: list[Deletion], run_id: str) -> pa.Table:
     )
 
 
-def find_mentions(docs: list[Document], vocab: dict[str, str]) -> list[tuple[str, int | None, int, Entity]]:
+def find_mentions(docs: list[Document], vocab: dict[str, str]) -> list[tuple[str, int | None, int, Entity, int]]:
     """A deterministic stand-in for the model: every occurrence of a vocabulary word, any case
     (the entity text is the passage's own slice)."""
     out = []
@@ -62,7 +63,7 @@ def find_mentions(docs: list[Document], vocab: dict[str, str]) -> list[tuple[str
                 start = low.find(word.lower())
                 while start >= 0:
                     end = start + len(word)
-                    out.append((d.doc_id, d.version, i, Entity(start, end, p.text[start:end], label, 0.9)))
+                    out.append((d.doc_id, d.version, i, Entity(start, end, p.text[start:end], label, 0.9), d.position))
                     start = low.find(word.lower(), start + 1)
     return out
 
@@ -70,10 +71,10 @@ def find_mentions(docs: list[Document], vocab: dict[str, str]) -> list[tuple[str
 def entity_rows(mentions, run_id: str, label_set: str = LABEL_SET, model: str = MODEL) -> pa.Table:
     return pa.Table.from_pylist(
         [
-            {"doc_id": doc_id, "version": version, "passage_index": pi, "start": e.start, "end": e.end,
+            {"doc_id": doc_id, "version": version, "position": pos, "passage_index": pi, "start": e.start, "end": e.end,
              "text": e.text, "label": e.label, "score": e.score, "label_set": label_set, "model": model,
              "run_id": run_id}
-            for doc_id, version, pi, e in mentions
+            for doc_id, version, pi, e, pos in mentions
         ],
         schema=TABLES["entities"],
     )

@@ -70,8 +70,8 @@ def test_counts_per_label_set(con):
         m for spec in scenario_inputs() for m in find_mentions(spec.docs, VOCAB)
         if EXPECTED_CURRENT.get(m[0]) == spec.input
     ]
-    per_label = Counter(e.label for _, _, _, e in mentions)
-    docs = {lab: len({d for d, _, _, e in mentions if e.label == lab}) for lab in per_label}
+    per_label = Counter(e.label for _, _, _, e, _ in mentions)
+    docs = {lab: len({d for d, _, _, e, _ in mentions if e.label == lab}) for lab in per_label}
     rows = con.execute(cookbook()["counts_per_label_set"]).fetchall()
     assert [(r[0], r[1], r[2], r[3], r[4]) for r in rows] == [
         ("test@1", "fp-test", lab, n, docs[lab]) for lab, n in sorted(per_label.items(), key=lambda kv: (-kv[1], kv[0]))

@@ -64,7 +64,7 @@ def test_current_entities_are_exactly_those_of_current_versions(scenario_root):
     expected = sorted(
         (doc_id, pi, e.start, e.end, e.text, e.label)
         for spec in scenario_inputs()
-        for doc_id, _, pi, e in find_mentions(spec.docs, VOCAB)
+        for doc_id, _, pi, e, _ in find_mentions(spec.docs, VOCAB)
         if EXPECTED_CURRENT.get(doc_id) == spec.input
     )
     got = sorted(con.execute('SELECT doc_id, passage_index, start, "end", text, label FROM current_entities').fetchall())
@@ -221,18 +221,15 @@ def test_athena_views_use_trino_types_and_hive_ddl(tmp_path):
     assert "AS string" not in rest and "CAST(NULL AS varchar)" in rest  # the empty deletions/entities views
 
 
-def test_position_column_separates_two_occurrences_in_one_file(tmp_path, monkeypatch):
-    """Forward compatibility: when passages/entities carry the document's ``position`` (requested
-    of the schema), a PMID twice in one file keeps only the later occurrence's rows current."""
+def test_position_column_separates_two_occurrences_in_one_file(tmp_path):
+    """Passages/entities carry the document's ``position``: a PMID twice in one file keeps only the
+    later occurrence's rows current."""
     import pyarrow as pa
 
     from biogliner import schema
     from biogliner.store.manifest import LabelSetCommit, ManifestEntry, ParseCommit
     from scenario_data import doc_rows, pm
 
-    for table in ("passages", "entities"):
-        sch = schema.TABLES[table]
-        monkeypatch.setitem(schema.TABLES, table, pa.schema(list(sch) + [pa.field("position", pa.int64())], metadata=sch.metadata))
     assert views.follow_keys("passages")[-1] == "position"
     f = "pubmed26n0001"
     store = Store(str(tmp_path / "o"))
