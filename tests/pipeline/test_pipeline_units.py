@@ -301,3 +301,17 @@ def test_stages_name_the_missing_columns():
 
     with pytest.raises(KeyError, match="tokenize: input batch lacks columns \\['text'\\]"):
         Tokenize("unused")(pa.table({f.name: pa.array([], f.type) for f in stream.KEY_FIELDS + [stream.INFO_FIELD]}))
+
+
+def test_job_help_needs_neither_ray_nor_torch():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    r = subprocess.run([sys.executable, "jobs/annotate.py", "--help"], cwd=root, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "--num-model-workers" in r.stdout and "--storage-options" in r.stdout
+    probe = "import sys, biogliner.cli.annotate, biogliner.pipeline.args, biogliner.pipeline.config; " \
+            "print(sorted(m for m in ('ray', 'torch', 'transformers') if m in sys.modules))"
+    r = subprocess.run([sys.executable, "-c", probe], cwd=root, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr
