@@ -107,16 +107,18 @@ def test_clean_run_matches_the_readers(clean, inputs):
 
 def test_entity_offsets_slice_the_passage_text(clean):
     t = clean["tables"]
+    docs = {(part, dict(r)["doc_id"], dict(r)["position"]) for part, r in t["documents"]}
     texts = {}
     for part, row in t["passages"]:
         r = dict(row)
-        texts[(part, r["doc_id"], r["version"], r["passage_index"])] = r["text"]
+        assert (part, r["doc_id"], r["position"]) in docs  # the document's position in its file
+        texts[(part, r["doc_id"], r["version"], r["position"], r["passage_index"])] = r["text"]
     ents = [(part, dict(row)) for part, row in t["entities"]]
     assert len(ents) > 20, "the threshold must let the tiny model find entities"
     labels = Counter(e["label"] for _, e in ents)
     assert len(labels) >= 3
     for part, e in ents:
-        text = texts[(part, e["doc_id"], e["version"], e["passage_index"])]
+        text = texts[(part, e["doc_id"], e["version"], e["position"], e["passage_index"])]
         assert text[e["start"] : e["end"]] == e["text"]
         assert e["score"] > TINY_THRESHOLD and e["label_set"] == f"biomed@1-t{TINY_THRESHOLD:g}"
     assert sum(sum(v.values()) for v in clean["summary"].entities.values()) == len(ents)
