@@ -169,49 +169,54 @@ class BiEncoder:
 
     def _run_batch(self, encoded, batch, slices, q, r, thresholds, found) -> None:
         ids = [encoded[t].chunk_input_ids[c] for t, c in batch]
+        wts = [encoded[t].chunk_word_tokens[c] for t, c in batch]
         n_tok = max(len(x) for x in ids)
-        input_ids = torch.full((len(batch), n_tok), self._pad_id, dtype=torch.long)
-        attention = torch.zeros((len(batch), n_tok), dtype=torch.long)
-        flat_pos: list[int] = []  # each word's first subtoken in the flattened [B * T] tokens
-        room: list[int] = []  # words left in its chunk, from each word on
-        row_start: list[int] = []  # index of each row's first word in the flat word list
-        for row, ((t, c), x) in enumerate(zip(batch, ids)):
-            input_ids[row, : len(x)] = torch.tensor(x)
-            attention[row, : len(x)] = 1
-            wt = encoded[t].chunk_word_tokens[c]
-            row_start.append(len(flat_pos))
-            flat_pos.extend(row * n_tok + p for p in wt)
-            room.extend(range(len(wt), 0, -1))
+        input_ids = np.full((len(batch), n_tok), self._pad_id, dtype=np.int64)
+        for row, x in enumerate(ids):
+            input_ids[row, : len(x)] = x
+        lengths = np.array([len(x) for x in ids])
+        attention = (np.arange(n_tok)[None, :] < lengths[:, None]).astype(np.int64)
+        n_words = np.array([len(w) for w in wts])
+        row_start = np.concatenate([[0], np.cumsum(n_words)[:-1]])  # each row's first word, flat
+        # each word's first subtoken in the flattened [B * T] tokens; words left in its chunk
+        flat_pos = np.concatenate([row * n_tok + np.asarray(w, dtype=np.int64) for row, w in enumerate(wts)])
+        room = np.concatenate([np.arange(n, 0, -1) for n in n_words])
         dev = self.device
         logits = self.net.span_logits(
-            input_ids.to(dev), attention.to(dev), torch.tensor(flat_pos, device=dev), q, r
+            torch.from_numpy(input_ids).to(dev),
+            torch.from_numpy(attention).to(dev),
+            torch.from_numpy(flat_pos).to(dev),
+            q,
+            r,
         )
-        words, widths, labels, scores = candidates(logits, thresholds, torch.tensor(room))
+        words, widths, labels, scores = candidates(logits, thresholds, torch.from_numpy(room))
         bank_of = np.empty(int(q.shape[0]), dtype=np.int64)
         for b, sl in enumerate(slices):
             bank_of[sl.offset : sl.offset + sl.size] = b
-        rows = np.searchsorted(np.asarray(row_start), words, side="right") - 1
-        for row, (t, c) in enumerate(batch):
+        rows = np.searchsorted(row_start, words, side="right") - 1
+        # Group candidates by (row, bank) with a stable sort: each group keeps (word, width, label)
+        # order, as greedy decoding needs. Only non-empty groups reach Python.
+        group = rows * len(slices) + bank_of[labels]
+        order = np.argsort(group, kind="stable")
+        group = group[order]
+        cuts = np.flatnonzero(np.diff(group)) + 1
+        per_row: list[list[list[Entity]]] = [[[] for _ in slices] for _ in batch]
+        for idx in np.split(order, cuts) if len(order) else ():
+            row, b = int(rows[idx[0]]), int(bank_of[labels[idx[0]]])
+            sl = slices[b]
+            t, c = batch[row]
             enc = encoded[t]
-            base = enc.chunk_word_offsets[c]
-            lo, hi = np.searchsorted(rows, [row, row + 1])  # candidates are sorted by word, hence by row
-            per_bank: list[list[Entity]] = []
-            for b, sl in enumerate(slices):
-                sel = slice(lo, hi)
-                in_bank = bank_of[labels[sel]] == b
-                if not in_bank.any():
-                    per_bank.append([])
-                    continue
-                accepted = greedy(
-                    words[sel][in_bank] - row_start[row],
-                    widths[sel][in_bank],
-                    labels[sel][in_bank] - sl.offset,
-                    scores[sel][in_bank],
-                    flat_ner=sl.flat_ner,
-                    multi_label=sl.multi_label,
-                )
-                per_bank.append(_entities(enc, base, accepted, sl.names))
-            found[(t, c)] = per_bank
+            accepted = greedy(
+                words[idx] - row_start[row],
+                widths[idx],
+                labels[idx] - sl.offset,
+                scores[idx],
+                flat_ner=sl.flat_ner,
+                multi_label=sl.multi_label,
+            )
+            per_row[row][b] = _entities(enc, enc.chunk_word_offsets[c], accepted, sl.names)
+        for row, tc in enumerate(batch):
+            found[tc] = per_row[row]
 
 
 def _entities(enc: EncodedText, base: int, accepted, names: tuple[str, ...]) -> list[Entity]:
