@@ -78,7 +78,7 @@ def prepare_banks(
         revision=revision,
         device="cpu",
         cache_dir=cache_dir,
-        storage_options=bio.resolve_storage_options(model, storage_options),
+        storage_options=bio.resolve_storage_options(model, storage_options) if "://" in model else None,
     )
     urls = []
     for src in sources:

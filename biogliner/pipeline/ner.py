@@ -31,7 +31,8 @@ class Annotate:
         precision: str = "fp32",
         revision: str | None = None,
         cache_dir: str | None = None,
-        storage_options: dict | None = None,
+        model_storage_options: dict | None = None,
+        bank_storage_options: dict | None = None,
         fault: str | None = None,
         fault_dir: str | None = None,
         threads: int | None = None,
@@ -50,10 +51,10 @@ class Annotate:
             device=device,
             precision=precision,
             cache_dir=cache_dir,
-            storage_options=bio.resolve_storage_options(model, storage_options) if "://" in model else storage_options,
+            storage_options=bio.resolve_storage_options(model, model_storage_options) if "://" in model else None,
         )
         self.banks = [
-            LabelBank.load(u, expected_fingerprint=self.model.fingerprint, storage_options=storage_options) for u in bank_urls
+            LabelBank.load(u, expected_fingerprint=self.model.fingerprint, storage_options=bank_storage_options) for u in bank_urls
         ]
         self.batch_size = batch_size
         self.faults = Faults(fault, fault_dir)

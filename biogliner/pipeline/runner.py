@@ -69,7 +69,7 @@ def _execute(config, store, plan, sources, summary: RunSummary, storage_options)
     # one input-independent storage-options dict per URL family, explicit endpoint included:
     # the workers must not depend on AWS_ENDPOINT_URL reaching them
     in_opts = {bio.protocol_of(i.url): bio.resolve_storage_options(i.url, config.storage_options) for i in plan.todo}
-    model_opts = bio.resolve_storage_options(config.model, config.storage_options)
+    model_opts = bio.resolve_storage_options(config.model, config.storage_options) if "://" in config.model else None
 
     bank_dir = bio.join(config.output, "_runs", config.run_id, "banks")
     if bio.protocol_of(config.output) == "file" and not _local_cluster(ray):
@@ -118,7 +118,8 @@ def _execute(config, store, plan, sources, summary: RunSummary, storage_options)
             "precision": config.precision,
             "revision": config.model_revision,
             "cache_dir": config.cache_dir,
-            "storage_options": model_opts if "://" in config.model else storage_options,
+            "model_storage_options": model_opts,
+            "bank_storage_options": storage_options,  # the banks live under the output root
             "fault": config.fault,
             "fault_dir": config.fault_dir,
             "threads": config.model_threads,
