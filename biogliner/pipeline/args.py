@@ -67,7 +67,8 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     r.add_argument("--max-parse-tasks", type=int, default=4, metavar="N", help="parse tasks in flight (default 4)")
     r.add_argument("--batch-size", type=int, default=8, metavar="N", help="texts per encoder forward pass (default 8)")
     r.add_argument("--rows-per-call", type=int, default=None, metavar="N", help="passages per model-actor call, sorted by length (default 16 x batch size)")
-    r.add_argument("--block-rows", type=int, default=512, metavar="N", help="passages per parse block (default 512)")
+    r.add_argument("--block-rows", type=int, default=512, metavar="N", help="passages per table a parse task yields (default 512)")
+    r.add_argument("--block-mb", dest="target_block_mb", type=float, default=8.0, metavar="MB", help="Ray Data block size target (default 8 MB)")
 
     o = p.add_argument_group("running")
     o.add_argument("--progress", choices=("auto", "bars", "log", "none"), default="auto", help="progress bars (tty) or periodic log lines")
@@ -100,6 +101,7 @@ def config_from_args(args: argparse.Namespace) -> AnnotateConfig:
         batch_size=args.batch_size,
         rows_per_call=args.rows_per_call,
         block_rows=args.block_rows,
+        target_block_mb=args.target_block_mb,
         storage_options=opts,
         device=args.device,
         precision=args.precision,

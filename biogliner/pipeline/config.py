@@ -64,7 +64,8 @@ class AnnotateConfig:
     max_parse_tasks: int = 4  # parse tasks in flight (bounds driver memory; see docs/pipeline.md)
     batch_size: int = 8  # texts per encoder forward pass
     rows_per_call: int | None = None  # passages per model-actor call, sorted by length inside (default 16 x batch_size)
-    block_rows: int = 512  # passages per block emitted by a parse task
+    block_rows: int = 512  # passages per table a parse task yields
+    target_block_mb: float = 8.0  # Ray Data merges yielded tables up to this size (DataContext.target_max_block_size)
     storage_options: dict[str, Any] = field(default_factory=dict)
     device: str | None = None
     precision: Precision = "fp32"
@@ -118,6 +119,8 @@ class AnnotateConfig:
             raise ConfigError(f"precision: fp32, bf16 or fp16, got {self.precision!r}")
         if self.progress not in ("auto", "bars", "log", "none"):
             raise ConfigError(f"progress: auto, bars, log or none, got {self.progress!r}")
+        if not self.target_block_mb > 0:
+            raise ConfigError(f"target_block_mb: must be > 0, got {self.target_block_mb!r}")
         if self.log_every_s <= 0:
             raise ConfigError(f"log_every_s: must be > 0, got {self.log_every_s!r}")
         if not isinstance(self.storage_options, dict):
@@ -150,6 +153,7 @@ class AnnotateConfig:
             "batch_size": self.batch_size,
             "rows_per_call": self.rows_per_call,
             "block_rows": self.block_rows,
+            "target_block_mb": self.target_block_mb,
             "storage_options_keys": sorted(self.storage_options),
             "device": self.device,
             "precision": self.precision,

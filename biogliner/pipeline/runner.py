@@ -17,7 +17,6 @@ from collections.abc import Callable
 from biogliner import io as bio
 from biogliner.pipeline.banks import prepare_banks, resolve_label_sets
 from biogliner.pipeline.commit import BankInfo, Committer
-
 from biogliner.pipeline.config import AnnotateConfig
 from biogliner.pipeline.faults import Faults
 from biogliner.pipeline.parse import ParseParams, parse_datasource
@@ -61,15 +60,7 @@ def _execute(config, store, plan, sources, summary: RunSummary, storage_options)
 
     if not ray.is_initialized():
         raise RuntimeError("annotate: Ray is not initialised (the CLI/job script starts or connects to it)")
-    from ray.data import ActorPoolStrategy, DataContext
-
-    from biogliner.pipeline.ner import Annotate
-    from biogliner.pipeline.tokenize import Tokenize
-
-    # one input-independent storage-options dict per URL family, explicit endpoint included:
-    # the workers must not depend on AWS_ENDPOINT_URL reaching them
-    in_opts = {bio.protocol_of(i.url): bio.resolve_storage_options(i.url, config.storage_options) for i in plan.todo}
-    model_opts = bio.resolve_storage_options(config.model, config.storage_options) if "://" in config.model else None
+    from ray.data import DataContext
 
     bank_dir = bio.join(config.output, "_runs", config.run_id, "banks")
     if bio.protocol_of(config.output) == "file" and not _local_cluster(ray):
@@ -80,12 +71,39 @@ def _execute(config, store, plan, sources, summary: RunSummary, storage_options)
     )
     summary.model_fingerprint = fingerprint
     summary.timings["banks_s"] = round(time.perf_counter() - t_banks, 3)
-    banks = [BankInfo(s.id, fingerprint, tuple(spec.name for spec in s.label_set.labels)) for s in sources]
 
-    ctx = DataContext.get_current()
     bars = config.progress == "bars" or (config.progress == "auto" and sys.stderr.isatty())
+    ctx = DataContext.get_current()
+    saved = {k: getattr(ctx, k) for k in ("enable_progress_bars", "target_max_block_size")}
     ctx.enable_progress_bars = bars
-    ctx.verbose_progress = False
+    # Ray Data merges the tables a read task yields up to this size: small enough that a shard
+    # reaches the model in several blocks while it is still being parsed
+    ctx.target_max_block_size = int(config.target_block_mb * 1024 * 1024)
+    try:
+        _run_dataset(config, store, items_of(plan), sources, summary, storage_options, bank_urls, fingerprint, bars)
+    finally:
+        for k, v in saved.items():
+            setattr(ctx, k, v)
+
+
+def items_of(plan):
+    # inputs in a stable order: each input is its own partition, so order does not matter for
+    # correctness, but a stable order makes progress and partial runs predictable
+    return sorted(plan.todo, key=lambda i: (i.source, i.input))
+
+
+def _run_dataset(config, store, items, sources, summary, storage_options, bank_urls, fingerprint, bars) -> None:
+    import ray
+    from ray.data import ActorPoolStrategy
+
+    from biogliner.pipeline.ner import Annotate
+    from biogliner.pipeline.tokenize import Tokenize
+
+    # storage options per URL family, endpoint resolved here: the workers must not depend on
+    # AWS_ENDPOINT_URL reaching them
+    in_opts = {bio.protocol_of(i.url): bio.resolve_storage_options(i.url, config.storage_options) for i in items}
+    model_opts = bio.resolve_storage_options(config.model, config.storage_options) if "://" in config.model else None
+    banks = [BankInfo(s.id, fingerprint, tuple(spec.name for spec in s.label_set.labels)) for s in sources]
     has_gpus = ray.cluster_resources().get("GPU", 0) > 0
     gpus = config.gpus_per_worker if config.gpus_per_worker is not None else (1.0 if has_gpus else 0.0)
 
@@ -99,9 +117,6 @@ def _execute(config, store, plan, sources, summary: RunSummary, storage_options)
         fault=config.fault,
         fault_dir=config.fault_dir,
     )
-    # inputs in a stable order: PubMed replay order is not needed for correctness (each input is
-    # its own partition), but a stable order makes progress and partial runs predictable
-    items = sorted(plan.todo, key=lambda i: (i.source, i.input))
     tokenize = Tokenize(config.model, revision=config.model_revision, cache_dir=config.cache_dir, storage_options=model_opts)
     ds = ray.data.read_datasource(
         parse_datasource(items, params, tokenize),
@@ -147,6 +162,8 @@ def _execute(config, store, plan, sources, summary: RunSummary, storage_options)
         stop.set()
     if config.progress != "none":
         log.info(summary.progress_line(len(items), time.perf_counter() - t_run))
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("Ray Data stats:\n%s", ds.stats())
     summary.duplicates = committer.duplicates
     missing = committer.incomplete()
     if missing:
