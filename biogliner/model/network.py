@@ -59,7 +59,7 @@ class SpanHead(nn.Module):
     and are masked by the caller.
     """
 
-    BLOCK = 512  # words per step of the width loop: each [BLOCK, 4D] temporary stays in cache
+    BLOCK = 128  # CPU: words per step of the width loop, so the [BLOCK, 4D] scratch stays in L2
 
     def __init__(self, d: int, max_width: int):
         super().__init__()
@@ -104,13 +104,18 @@ class SpanHead(nn.Module):
         b = torch.cat([b, b.new_zeros(k_max, b.shape[1])])  # spans past the last word: junk, masked later
         qt = q.T.to(a.dtype).contiguous()
         rr = r.to(a.dtype)
-        out = a.new_empty((n, k_max, q.shape[0]))
-        for lo in range(0, n, self.BLOCK):
-            hi = min(n, lo + self.BLOCK)
+        # No allocation inside the loop: one scratch block, outputs written in place ([K, N, C] so
+        # that each (width, block) slice is contiguous).
+        block = self.BLOCK if a.device.type == "cpu" else max(n, 1)  # GPUs: few large kernels
+        out = a.new_empty((k_max, n, q.shape[0]))
+        scratch = a.new_empty((min(n, block), a.shape[1]))
+        for lo in range(0, n, block):
+            hi = min(n, lo + block)
+            h = scratch[: hi - lo]
             for k in range(k_max):
-                h = torch.add(a[lo:hi], b[lo + k : hi + k]).relu_()
-                out[lo:hi, k] = torch.addmm(rr, h, qt)
-        return out
+                torch.add(a[lo:hi], b[lo + k : hi + k], out=h).relu_()
+                torch.addmm(rr, h, qt, out=out[k, lo:hi])
+        return out.permute(1, 0, 2)
 
 
 class Encoder(nn.Module):

@@ -23,7 +23,19 @@ class RefCheckpoint:
     backbone_width: int
 
 
+_TOKENIZER = None
+
+
 def _tokenizer(out: Path, vocab_size: int):
+    """A WordPiece tokenizer trained on the test texts (trained once per session), saved to ``out``."""
+    global _TOKENIZER
+    if _TOKENIZER is None:
+        _TOKENIZER = _train_tokenizer(vocab_size)
+    _TOKENIZER.save_pretrained(str(out))
+    return len(_TOKENIZER)
+
+
+def _train_tokenizer(vocab_size: int):
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -44,8 +56,7 @@ def _tokenizer(out: Path, vocab_size: int):
         tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
         mask_token="[MASK]", model_max_length=512,
     )
-    fast.save_pretrained(str(out))
-    return len(fast)
+    return fast
 
 
 def build_gliner_checkpoint(
