@@ -456,55 +456,61 @@ def main(argv: list[str] | None = None) -> int:
             dt = time.perf_counter() - t
             times[name].append(dt)
             log.info("round %d %-16s %8.2fs  %8.2f abstracts/s", r + 1, name, dt, n / dt)
+        report(r + 1)  # partial results survive an interrupted run
 
-    rates = {k: [n / t for t in v] for k, v in times.items()}
-    med = {k: statistics.median(v) for k, v in rates.items()}
-    result: dict = {
-        "benchmark": "bench_model",
-        "command": " ".join([Path(sys.argv[0]).name] + (argv if argv is not None else sys.argv[1:])),
-        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "device": args.device,
-        "device_name": torch.cuda.get_device_name(0) if args.device.startswith("cuda") else platform.processor() or platform.machine(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "checkpoint": {"path": str(ckpt), "fingerprint": bio.fingerprint, **shapes, "labels_encoder": "all-MiniLM-L6-v2 (6x384, real weights)"},
-        "n_texts": n,
-        "mean_whitespace_words": round(sum(len(t.split()) for t in texts) / n, 1),
-        "mean_subwords": round(sum(enc.n_subwords) / n, 1),
-        "n_labels": len(LABELS),
-        "threshold": args.threshold,
-        "batch_size": args.batch_size,
-        "rounds": args.rounds,
-        "reference": ref_info,
-        "abstracts_per_s": {k: {"median": round(med[k], 3), "per_round": [round(x, 3) for x in v]} for k, v in rates.items()},
-        "ratios": {},
-        "agreement": {},
-    }
-    ratios = result["ratios"]
-    ratios["biogliner/encoder"] = round(med["biogliner"] / med["encoder"], 3)
-    if "reference" in med:
-        ratios["biogliner/reference"] = round(med["biogliner"] / med["reference"], 3)
-        ratios["encoder/reference"] = round(med["encoder"] / med["reference"], 3)
-    lp = args.precision
-    if lp != "fp32":
-        ratios[f"biogliner_{lp}/biogliner"] = round(med[f"biogliner_{lp}"] / med["biogliner"], 3)
-        ratios[f"biogliner_{lp}/encoder_{lp}"] = round(med[f"biogliner_{lp}"] / med[f"encoder_{lp}"], 3)
-        ratios[f"encoder_{lp}/encoder"] = round(med[f"encoder_{lp}"] / med["encoder"], 3)
-    if args.encoded:
-        ratios["biogliner_encoded/encoder"] = round(med["biogliner_encoded"] / med["encoder"], 3)
+    def report(rounds_done: int) -> dict:
+        rates = {k: [n / t for t in v] for k, v in times.items()}
+        med = {k: statistics.median(v) for k, v in rates.items()}
+        result: dict = {
+            "benchmark": "bench_model",
+            "command": " ".join([Path(sys.argv[0]).name] + (argv if argv is not None else sys.argv[1:])),
+            "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "device": args.device,
+            "device_name": torch.cuda.get_device_name(0) if args.device.startswith("cuda") else platform.processor() or platform.machine(),
+            "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "checkpoint": {"path": str(ckpt), "fingerprint": bio.fingerprint, **shapes, "labels_encoder": "all-MiniLM-L6-v2 (6x384, real weights)"},
+            "n_texts": n,
+            "mean_whitespace_words": round(sum(len(t.split()) for t in texts) / n, 1),
+            "mean_subwords": round(sum(enc.n_subwords) / n, 1),
+            "n_labels": len(LABELS),
+            "threshold": args.threshold,
+            "batch_size": args.batch_size,
+            "rounds": args.rounds,
+            "reference": ref_info,
+            "abstracts_per_s": {k: {"median": round(med[k], 3), "per_round": [round(x, 3) for x in v]} for k, v in rates.items()},
+            "ratios": {},
+            "agreement": {},
+        }
+        ratios = result["ratios"]
+        ratios["biogliner/encoder"] = round(med["biogliner"] / med["encoder"], 3)
+        if "reference" in med:
+            ratios["biogliner/reference"] = round(med["biogliner"] / med["reference"], 3)
+            ratios["encoder/reference"] = round(med["encoder"] / med["reference"], 3)
+        lp = args.precision
         if lp != "fp32":
-            ratios[f"biogliner_{lp}_encoded/encoder_{lp}"] = round(med[f"biogliner_{lp}_encoded"] / med[f"encoder_{lp}"], 3)
-    if "reference" in outputs:
-        result["agreement"]["biogliner_vs_reference"] = compare(outputs["biogliner"], outputs["reference"], args.threshold)
-    if lp != "fp32":
-        result["agreement"][f"biogliner_{lp}_vs_fp32"] = compare(outputs[f"biogliner_{lp}"], outputs["biogliner"], args.threshold)
-    result["entities_per_text"] = round(sum(len(x) for x in outputs["biogliner"]) / n, 2)
+            ratios[f"biogliner_{lp}/biogliner"] = round(med[f"biogliner_{lp}"] / med["biogliner"], 3)
+            ratios[f"biogliner_{lp}/encoder_{lp}"] = round(med[f"biogliner_{lp}"] / med[f"encoder_{lp}"], 3)
+            ratios[f"encoder_{lp}/encoder"] = round(med[f"encoder_{lp}"] / med["encoder"], 3)
+        if args.encoded:
+            ratios["biogliner_encoded/encoder"] = round(med["biogliner_encoded"] / med["encoder"], 3)
+            if lp != "fp32":
+                ratios[f"biogliner_{lp}_encoded/encoder_{lp}"] = round(med[f"biogliner_{lp}_encoded"] / med[f"encoder_{lp}"], 3)
+        if "reference" in outputs:
+            result["agreement"]["biogliner_vs_reference"] = compare(outputs["biogliner"], outputs["reference"], args.threshold)
+        if lp != "fp32":
+            result["agreement"][f"biogliner_{lp}_vs_fp32"] = compare(outputs[f"biogliner_{lp}"], outputs["biogliner"], args.threshold)
+        result["entities_per_text"] = round(sum(len(x) for x in outputs["biogliner"]) / n, 2)
 
-    out = Path(args.out) if args.out else ROOT / "benchmarks" / (
-        f"bench_model_{'gpu' if args.device.startswith('cuda') else 'cpu'}{'_quick' if args.quick else ''}.json"
-    )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+        out = Path(args.out) if args.out else ROOT / "benchmarks" / (
+            f"bench_model_{'gpu' if args.device.startswith('cuda') else 'cpu'}{'_quick' if args.quick else ''}.json"
+        )
+        out.parent.mkdir(parents=True, exist_ok=True)
+        result["rounds_completed"] = rounds_done
+        out.write_text(json.dumps(result, indent=2) + "\n")
+        return result
+
+    result = report(args.rounds)
     print(json.dumps({k: result[k] for k in ("abstracts_per_s", "ratios", "agreement", "entities_per_text")}, indent=2))
     log.info("wrote %s", out)
     return 0
