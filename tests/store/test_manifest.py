@@ -112,3 +112,17 @@ def test_corrupt_entry_names_the_file(tmp_path):
     path.write_text("{not json")
     with pytest.raises(StoreError, match="bad.json"):
         store.entries()
+
+
+def test_entries_see_commits_made_by_another_client(s3_bucket):
+    """A long-lived Store (e.g. a nightly driver) must not answer from a stale listing cache."""
+    import s3fs
+
+    reader = Store(f"{s3_bucket}/out")
+    assert reader.entries() == []
+    writer_fs = s3fs.S3FileSystem(skip_instance_cache=True, endpoint_url=reader.storage_options["endpoint_url"])
+    writer = Store(f"{s3_bucket}/out")
+    writer.fs = writer_fs
+    writer.commit(_entry(writer, "pubmed26n0001", "run-a", ["pubmed:1"]))
+    assert [e.input for e in reader.entries()] == ["pubmed26n0001"]
+    assert reader.garbage() == []
