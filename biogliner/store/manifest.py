@@ -156,7 +156,7 @@ class Store:
     def entries(self) -> list[ManifestEntry]:
         """Every commit record under the root, sorted by (source, input)."""
         base = self.path(layout.MANIFEST_DIR)
-        self.fs.invalidate_cache(base)  # object-store listings are cached per process: always list afresh
+        self.fs.invalidate_cache()  # object-store listings are cached per process: always list afresh
         try:
             paths = sorted(p for p in self.fs.find(base) if p.endswith(".json"))
         except FileNotFoundError:
@@ -213,7 +213,7 @@ class Store:
         out = []
         for table in TABLES:
             base = self.path(table)
-            self.fs.invalidate_cache(base)
+            self.fs.invalidate_cache()
             try:
                 found = self.fs.find(base)
             except FileNotFoundError:

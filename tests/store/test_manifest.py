@@ -119,10 +119,10 @@ def test_entries_see_commits_made_by_another_client(s3_bucket):
     import s3fs
 
     reader = Store(f"{s3_bucket}/out")
-    assert reader.entries() == []
-    writer_fs = s3fs.S3FileSystem(skip_instance_cache=True, endpoint_url=reader.storage_options["endpoint_url"])
+    reader.commit(_entry(reader, "pubmed26n0001", "run-a", ["pubmed:1"]))
+    assert [e.input for e in reader.entries()] == ["pubmed26n0001"]  # the listing is now cached
     writer = Store(f"{s3_bucket}/out")
-    writer.fs = writer_fs
-    writer.commit(_entry(writer, "pubmed26n0001", "run-a", ["pubmed:1"]))
-    assert [e.input for e in reader.entries()] == ["pubmed26n0001"]
+    writer.fs = s3fs.S3FileSystem(skip_instance_cache=True, endpoint_url=reader.storage_options["endpoint_url"])
+    writer.commit(_entry(writer, "pubmed26n0002", "run-b", ["pubmed:2"]))
+    assert [e.input for e in reader.entries()] == ["pubmed26n0001", "pubmed26n0002"]
     assert reader.garbage() == []
