@@ -445,19 +445,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.precision != "fp32":
             enc.run(args.precision)
 
-    names = list(systems)
-    times: dict[str, list[float]] = {k: [] for k in names}
-    for r in range(args.rounds):
-        order = names[r % len(names):] + names[: r % len(names)]
-        for name in order:
-            sync(args.device)
-            t = time.perf_counter()
-            systems[name]()
-            dt = time.perf_counter() - t
-            times[name].append(dt)
-            log.info("round %d %-16s %8.2fs  %8.2f abstracts/s", r + 1, name, dt, n / dt)
-        report(r + 1)  # partial results survive an interrupted run
-
     def report(rounds_done: int) -> dict:
         rates = {k: [n / t for t in v] for k, v in times.items()}
         med = {k: statistics.median(v) for k, v in rates.items()}
@@ -509,6 +496,19 @@ def main(argv: list[str] | None = None) -> int:
         result["rounds_completed"] = rounds_done
         out.write_text(json.dumps(result, indent=2) + "\n")
         return result
+
+    names = list(systems)
+    times: dict[str, list[float]] = {k: [] for k in names}
+    for r in range(args.rounds):
+        order = names[r % len(names):] + names[: r % len(names)]
+        for name in order:
+            sync(args.device)
+            t = time.perf_counter()
+            systems[name]()
+            dt = time.perf_counter() - t
+            times[name].append(dt)
+            log.info("round %d %-16s %8.2fs  %8.2f abstracts/s", r + 1, name, dt, n / dt)
+        report(r + 1)  # partial results survive an interrupted run
 
     result = report(args.rounds)
     print(json.dumps({k: result[k] for k in ("abstracts_per_s", "ratios", "agreement", "entities_per_text")}, indent=2))
