@@ -16,11 +16,9 @@ import logging
 import re
 from collections.abc import Iterator
 
-from lxml import etree
-
 from biogliner import io as bio
 from biogliner.schema import Document, Skip
-from biogliner.sources.errors import MalformedXMLError, SourceError
+from biogliner.sources.errors import SourceError
 from biogliner.sources.jats import (
     XML_LANG,
     article_ids,
@@ -32,8 +30,7 @@ from biogliner.sources.jats import (
 )
 from biogliner.sources.naming import basename, input_name
 from biogliner.sources.pmc_filter import PmcFilter
-from biogliner.sources.stream import CHUNK, READ_ERRORS, OpenedSource, read_error
-from biogliner.sources.xmltext import SAFE_PARSER_OPTIONS
+from biogliner.sources.stream import OpenedSource, Progress, pull_elements
 
 log = logging.getLogger(__name__)
 
@@ -150,31 +147,10 @@ def iter_pmc(opened: OpenedSource, *, storage_options=None, pmc_filter: PmcFilte
             return
         log.warning("%s: no metadata JSON found; PMC filters not applied", src)
 
-    parser = etree.XMLPullParser(events=("end",), tag="{*}article", **SAFE_PARSER_OPTIONS)
-    position: int | None = None
-    last_id: str | None = None
+    progress = Progress()  # the last good record, for error messages
     n = 0
-    while True:
-        try:
-            chunk = opened.read(CHUNK)
-        except READ_ERRORS as exc:
-            raise read_error(src, exc, position, last_id) from exc
-        syntax_error = None
-        try:
-            if chunk:
-                parser.feed(chunk)
-            else:
-                parser.close()
-        except etree.XMLSyntaxError as exc:
-            syntax_error = exc
-        for _event, el in parser.read_events():
-            event = parse_article(el, src, n, meta if n == 0 else None, name_version)
-            position, n = n, n + 1
-            last_id = getattr(event, "doc_id", None) or getattr(event, "record_id", None) or last_id
-            el.clear()
-            yield event
-        if syntax_error is not None:
-            raise MalformedXMLError(src, str(syntax_error), position=position, record_id=last_id) from syntax_error
-        if not chunk:
-            break
-    opened.finish(position, last_id)
+    for el in pull_elements(opened, "{*}article", progress):
+        event = parse_article(el, src, n, meta if n == 0 else None, name_version)
+        progress.position, n = n, n + 1
+        progress.record_id = getattr(event, "doc_id", None) or getattr(event, "record_id", None) or progress.record_id
+        yield event

@@ -27,12 +27,9 @@ import logging
 import re
 from collections.abc import Iterator
 
-from lxml import etree
-
 from biogliner.schema import Deletion, Document, Passage, Skip
-from biogliner.sources.errors import MalformedXMLError
-from biogliner.sources.stream import CHUNK, READ_ERRORS, OpenedSource, read_error
-from biogliner.sources.xmltext import SAFE_PARSER_OPTIONS, normalize_ws
+from biogliner.sources.stream import OpenedSource, Progress, pull_elements
+from biogliner.sources.xmltext import normalize_ws
 
 log = logging.getLogger(__name__)
 
@@ -263,50 +260,25 @@ def iter_pubmed(opened: OpenedSource) -> Iterator[Document | Deletion | Skip]:
     """Stream the events of one PubMed file (root already sniffed by :func:`open_source`)."""
     legacy = opened.root == "MedlineCitationSet"
     tags = ("MedlineCitation", "DeleteCitation") if legacy else ("PubmedArticle", "PubmedBookArticle", "DeleteCitation")
-    parser = etree.XMLPullParser(events=("end",), tag=tags, **SAFE_PARSER_OPTIONS)
     src = opened.source_file
-    position: int | None = None  # index of the last good record
-    last_id: str | None = None
+    progress = Progress()  # the last good record, for error messages
     n_records = 0
     delete_elements: list[list[Deletion | Skip]] = []
-    while True:
-        try:
-            chunk = opened.read(CHUNK)
-        except READ_ERRORS as exc:
-            raise read_error(src, exc, position, last_id) from exc
-        syntax_error = None
-        try:
-            if chunk:
-                parser.feed(chunk)
-            else:
-                parser.close()
-        except etree.XMLSyntaxError as exc:
-            syntax_error = exc
-        for _event, el in parser.read_events():
-            tag = el.tag
-            if tag == "DeleteCitation":
-                delete_elements.append(parse_delete_citation(el, src, -1))
-            else:
-                if tag == "PubmedArticle":
-                    event = parse_pubmed_article(el, src, n_records)
-                elif tag == "MedlineCitation":
-                    event = parse_medline_citation(el, src, n_records)
-                else:
-                    event = parse_book_article(el, src, n_records)
-                position = n_records
-                last_id = _record_id(event) or last_id
-                n_records += 1
-                yield event
-            el.clear()
-            parent = el.getparent()
-            if parent is not None:
-                while el.getprevious() is not None:
-                    del parent[0]
-        if syntax_error is not None:
-            raise MalformedXMLError(src, str(syntax_error), position=position, record_id=last_id) from syntax_error
-        if not chunk:
-            break
-    opened.finish(position, last_id)
+    for el in pull_elements(opened, tags, progress):
+        tag = el.tag
+        if tag == "DeleteCitation":
+            delete_elements.append(parse_delete_citation(el, src, -1))
+            continue
+        if tag == "PubmedArticle":
+            event = parse_pubmed_article(el, src, n_records)
+        elif tag == "MedlineCitation":
+            event = parse_medline_citation(el, src, n_records)
+        else:
+            event = parse_book_article(el, src, n_records)
+        progress.position = n_records
+        progress.record_id = _record_id(event) or progress.record_id
+        n_records += 1
+        yield event
     i = n_records
     for group in delete_elements:
         for event in group:

@@ -12,6 +12,7 @@ import logging
 import re
 import zlib
 from dataclasses import dataclass, field
+from collections.abc import Iterator
 from typing import IO
 
 from lxml import etree
@@ -127,6 +128,49 @@ class OpenedSource:
             close = getattr(f, "close", None)
             if close is not None:
                 close()
+
+
+@dataclass
+class Progress:
+    """The last good record of a file, kept up to date by the reader for error messages."""
+
+    position: int | None = None
+    record_id: str | None = None
+
+
+def pull_elements(opened: "OpenedSource", tags, progress: Progress) -> Iterator[etree._Element]:
+    """Feed ``opened`` to a safe pull parser chunk by chunk and yield each finished element named
+    in ``tags``; the element is cleared (and its earlier siblings dropped) once the caller moves on,
+    so memory stays bounded. Read and syntax errors raise a typed :class:`SourceError` naming the
+    last good record in ``progress``, after every element before them was yielded; at the end the
+    source's checksum is verified (``opened.finish``)."""
+    parser = etree.XMLPullParser(events=("end",), tag=tags, **SAFE_PARSER_OPTIONS)
+    src = opened.source_file
+    while True:
+        try:
+            chunk = opened.read(CHUNK)
+        except READ_ERRORS as exc:
+            raise read_error(src, exc, progress.position, progress.record_id) from exc
+        syntax_error = None
+        try:
+            if chunk:
+                parser.feed(chunk)
+            else:
+                parser.close()
+        except etree.XMLSyntaxError as exc:
+            syntax_error = exc
+        for _event, el in parser.read_events():
+            yield el
+            el.clear()
+            parent = el.getparent()
+            if parent is not None:
+                while el.getprevious() is not None:
+                    del parent[0]
+        if syntax_error is not None:
+            raise MalformedXMLError(src, str(syntax_error), position=progress.position, record_id=progress.record_id) from syntax_error
+        if not chunk:
+            break
+    opened.finish(progress.position, progress.record_id)
 
 
 def read_error(source_file: str, exc: BaseException, position: int | None, record_id: str | None) -> SourceError:
