@@ -489,14 +489,14 @@ def main(argv: list[str] | None = None) -> int:
             result["agreement"][f"biogliner_{lp}_vs_fp32"] = compare(outputs[f"biogliner_{lp}"], outputs["biogliner"], args.threshold)
         result["entities_per_text"] = round(sum(len(x) for x in outputs["biogliner"]) / n, 2)
 
-        out = Path(args.out) if args.out else ROOT / "benchmarks" / (
-            f"bench_model_{'gpu' if args.device.startswith('cuda') else 'cpu'}{'_quick' if args.quick else ''}.json"
-        )
         out.parent.mkdir(parents=True, exist_ok=True)
         result["rounds_completed"] = rounds_done
         out.write_text(json.dumps(result, indent=2) + "\n")
         return result
 
+    out = Path(args.out) if args.out else ROOT / "benchmarks" / (
+        f"bench_model_{'gpu' if args.device.startswith('cuda') else 'cpu'}{'_quick' if args.quick else ''}.json"
+    )
     names = list(systems)
     times: dict[str, list[float]] = {k: [] for k in names}
     for r in range(args.rounds):
