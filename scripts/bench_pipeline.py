@@ -47,7 +47,7 @@ log = logging.getLogger("bench_pipeline")
 
 
 def build_checkpoint(workdir: Path, width: int, layers: int) -> Path:
-    from biogliner.model.random_checkpoint import build_random_checkpoint
+    from biogliner.testing.random_checkpoint import build_random_checkpoint
 
     out = workdir / f"bi-{layers}x{width}"
     if not (out / "gliner_config.json").exists():
@@ -115,7 +115,7 @@ def time_job(shard_dir: Path, ckpt: Path, args, threads: int) -> tuple[float, fl
 def bench_parse(workdir: Path, n_records: int) -> dict:
     from biogliner.pipeline.parse import ParseParams, parse_input
     from biogliner.pipeline.plan import identify
-    from biogliner.pipeline.synthetic import make_pubmed_shard
+    from biogliner.testing.synthetic import make_pubmed_shard
     from biogliner.sources import iter_events
 
     shard = workdir / f"parse-{n_records}" / "pubmed26n9000.xml.gz"
@@ -179,7 +179,7 @@ def main(argv=None) -> int:
 
     from biogliner.labels import load_label_set
     from biogliner.pipeline.banks import resolve_label_sets
-    from biogliner.pipeline.synthetic import make_pubmed_shard
+    from biogliner.testing.synthetic import make_pubmed_shard
 
     ckpt = build_checkpoint(args.workdir, args.width, args.layers)
     shards = {}

@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--labels-layers", type=int, default=2)
     args = p.parse_args(argv)
 
-    from biogliner.model.random_checkpoint import build_random_checkpoint
+    from biogliner.testing.random_checkpoint import build_random_checkpoint
 
     out = build_random_checkpoint(
         args.out_dir,

@@ -116,7 +116,7 @@ def ray_session():
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> Path:
     """A tiny random bi-encoder checkpoint in GLiNER's on-disk format (built once per session)."""
-    from biogliner.model.random_checkpoint import build_random_checkpoint
+    from biogliner.testing.random_checkpoint import build_random_checkpoint
 
     out = tmp_path_factory.mktemp("ckpt") / "tiny-bi"
     build_random_checkpoint(out, seed=0)

@@ -10,7 +10,7 @@ import pytest
 @pytest.fixture(scope="session")
 def other_checkpoint(tmp_path_factory) -> Path:
     """Same shapes as ``tiny_checkpoint``, another seed: a different fingerprint."""
-    from biogliner.model.random_checkpoint import build_random_checkpoint
+    from biogliner.testing.random_checkpoint import build_random_checkpoint
 
     out = tmp_path_factory.mktemp("ckpt-other") / "tiny-bi-seed1"
     build_random_checkpoint(out, seed=1)

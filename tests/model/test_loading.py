@@ -12,7 +12,7 @@ import torch
 
 from biogliner.labels import LabelSet, LabelSetError
 from biogliner.model import BiEncoder, CheckpointError, LabelBank, LabelBankError, Preprocessor
-from biogliner.model.random_checkpoint import build_random_checkpoint
+from biogliner.testing.random_checkpoint import build_random_checkpoint
 
 TEXTS = [
     "BRCA1 mutations cause breast cancer in Homo sapiens and mice treated with aspirin at 5 mg/kg.",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from biogliner.model.random_checkpoint import build_random_checkpoint
+from biogliner.testing.random_checkpoint import build_random_checkpoint
 
 
 def _digest(root: Path) -> str:

@@ -14,7 +14,7 @@ TINY_THRESHOLD = 0.515
 
 def corrupt_shard_bytes() -> bytes:
     """A PubMed shard cut in the middle of its gzip stream (after some good records)."""
-    from biogliner.pipeline.synthetic import make_pubmed_shard
+    from biogliner.testing.synthetic import make_pubmed_shard
 
     data = make_pubmed_shard(400)
     return data[: int(len(data) * 0.6)]

@@ -19,7 +19,7 @@ from pipeline_helpers import TINY_THRESHOLD, corrupt_shard_bytes, read_tables, u
 
 from biogliner.pipeline.config import AnnotateConfig
 from biogliner.pipeline.runner import annotate
-from biogliner.pipeline.synthetic import make_pubmed_shard
+from biogliner.testing.synthetic import make_pubmed_shard
 from biogliner.schema import Deletion, Document
 from biogliner.sources import iter_events, sample_corpus_path
 
