@@ -14,7 +14,7 @@ import sys
 
 from biogliner import __version__
 
-SUBCOMMANDS = ("parse", "predict", "labels", "annotate", "nightly", "sql", "eval")
+SUBCOMMANDS = ("parse", "predict", "labels", "model", "annotate", "nightly", "sql", "eval", "finetune")
 
 
 def build_parser() -> argparse.ArgumentParser:
