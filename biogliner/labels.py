@@ -201,9 +201,32 @@ class LabelSet:
 
     @property
     def digest(self) -> str:
-        """A short content hash (sha256 of the canonical JSON of :meth:`to_dict`, 16 hex digits)."""
-        blob = json.dumps(self.to_dict(), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-        return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+        """The first 16 hex digits of :meth:`content_hash`, for messages and listings."""
+        return self.content_hash()[:16]
+
+    def canonical(self) -> dict[str, Any]:
+        """Everything that changes predictions, in one canonical form: the set's name, version,
+        default threshold and decoding options, and each label's name, the prompt the encoder reads
+        and the threshold it is decoded with (its own, else the set's). Two sets with equal
+        ``canonical()`` predict identically whatever way their YAML spelled it."""
+        return {
+            "name": self.name,
+            "version": self.version,
+            "threshold": self.threshold,
+            "flat_ner": self.flat_ner,
+            "multi_label": self.multi_label,
+            "labels": [
+                {"name": spec.name, "prompt": spec.text, "threshold": thr}
+                for spec, thr in zip(self.labels, self.thresholds(), strict=True)
+            ],
+        }
+
+    def content_hash(self) -> str:
+        """sha256 (64 hex digits) of the canonical JSON of :meth:`canonical`: changes whenever
+        anything that changes predictions changes, so a set whose content changed under the same
+        ``name@version`` can be refused."""
+        blob = json.dumps(self.canonical(), sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
     # -- constructors ----------------------------------------------------------------------------
     @classmethod

@@ -229,3 +229,29 @@ def test_thresholds_are_floats(tmp_path):
     s = LabelSet.from_yaml(write(tmp_path, "name: x\nversion: '1'\nthreshold: 0.45\nlabels: [{name: a, threshold: 0.25}, b]\n"))
     assert s.thresholds() == (0.25, 0.45)
     assert all(type(t) is float for t in s.thresholds())
+
+
+def test_content_hash_covers_everything_that_changes_predictions(tmp_path):
+    s = LabelSet.from_yaml(write(tmp_path, GOOD))
+    h = s.content_hash()
+    assert len(h) == 64 and int(h, 16) >= 0 and s.digest == h[:16]
+    # The same content spelled another way (explicit prompt == name, explicit per-label threshold
+    # == the set's) hashes the same: it predicts the same.
+    respelled = GOOD.replace("  - gene or protein\n", "  - name: gene or protein\n    prompt: gene or protein\n    threshold: 0.4\n")
+    assert LabelSet.from_yaml(write(tmp_path, respelled, "r.yaml")).content_hash() == h
+    variants = {
+        "name": GOOD.replace("name: test-set", "name: test-set2"),
+        "version": GOOD.replace('version: "2"', 'version: "3"'),
+        "set threshold": GOOD.replace("threshold: 0.4", "threshold: 0.45"),
+        "flat_ner": GOOD.replace("flat_ner: false", "flat_ner: true"),
+        "multi_label": GOOD.replace("multi_label: true", "multi_label: false"),
+        "label name": GOOD.replace("name: disease", "name: illness"),
+        "label prompt": GOOD.replace("prompt: chemical or drug", "prompt: chemical"),
+        "label threshold": GOOD.replace("threshold: 0.7", "threshold: 0.71"),
+        "label order": GOOD.replace("  - gene or protein\n", "").replace("    threshold: 0.6\n", "    threshold: 0.6\n  - gene or protein\n"),
+    }
+    seen = {h}
+    for what, text in variants.items():
+        other = LabelSet.from_yaml(write(tmp_path, text, "v.yaml")).content_hash()
+        assert other not in seen, what
+        seen.add(other)
