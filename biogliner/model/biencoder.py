@@ -21,12 +21,12 @@ import torch
 
 from biogliner.labels import LabelSet
 from biogliner.model.checkpoint import fingerprint as compute_fingerprint
-from biogliner.model.checkpoint import load_state_dict, resolve
+from biogliner.model.checkpoint import build_net, load_state_dict, resolve
 from biogliner.model.config import ModelConfig
 from biogliner.model.decode import BankSlice, candidates, greedy
 from biogliner.model.errors import CheckpointError, LabelBankError
 from biogliner.model.labelbank import LabelBank
-from biogliner.model.network import IGNORED_PREFIXES, BiEncoderNet, map_key
+from biogliner.model.network import BiEncoderNet
 from biogliner.model.preprocess import EncodedText, Preprocessor, load_tokenizer
 from biogliner.schema import Entity
 
@@ -227,56 +227,3 @@ def _entities(enc: EncodedText, base: int, accepted, names: tuple[str, ...]) -> 
         out.append(Entity(start=start, end=end, text=enc.text[start:end], label=names[label], score=score))
     return out
 
-
-def build_net(config: ModelConfig, state: dict, weights_file: str) -> BiEncoderNet:
-    """A :class:`BiEncoderNet` holding exactly the checkpoint's weights (strict, see below).
-
-    Every checkpoint key must map to a parameter/buffer of ours (the dead LSTM ``rnn.*`` excepted:
-    read and dropped) and every persistent parameter/buffer of ours must be loaded, with equal
-    shapes; otherwise :class:`CheckpointError` lists the offending keys.
-    """
-    net = BiEncoderNet(config.encoder_config, config.labels_encoder_config, config.hidden_size, config.max_width)
-    mapped: dict[str, torch.Tensor] = {}
-    unknown: list[str] = []
-    for key, tensor in state.items():
-        if key.startswith(IGNORED_PREFIXES):
-            continue
-        ours = map_key(key)
-        if ours is None:
-            unknown.append(key)
-        else:
-            mapped[ours] = tensor
-    _match_embedding_sizes(net, mapped)
-    own = net.state_dict()
-    unexpected = sorted(k for k in mapped if k not in own) + sorted(unknown)
-    missing = sorted(k for k in own if k not in mapped)
-    bad_shape = sorted(
-        f"{k}: checkpoint {tuple(mapped[k].shape)} vs model {tuple(own[k].shape)}"
-        for k in mapped
-        if k in own and tuple(mapped[k].shape) != tuple(own[k].shape)
-    )
-    problems = []
-    if unexpected:
-        problems.append(f"unused checkpoint keys ({len(unexpected)}): {', '.join(unexpected[:20])}")
-    if missing:
-        problems.append(f"model parameters not in the checkpoint ({len(missing)}): {', '.join(missing[:20])}")
-    if bad_shape:
-        problems.append(f"shape mismatches ({len(bad_shape)}): {'; '.join(bad_shape[:20])}")
-    if problems:
-        raise CheckpointError(f"{weights_file}: checkpoint does not match its gliner_config.json: " + " | ".join(problems))
-    net.load_state_dict(mapped, strict=True)
-    return net
-
-
-def _match_embedding_sizes(net: BiEncoderNet, mapped: dict) -> None:
-    """Resize a backbone's token embedding table to the checkpoint's (GLiNER may have saved a
-    resized table while the embedded config keeps the original ``vocab_size``)."""
-    for side in (net.text, net.labels):
-        prefix = "text.model." if side is net.text else "labels.model."
-        emb = side.model.get_input_embeddings()
-        name = next((n for n, p in side.model.named_parameters() if p is emb.weight), None)
-        if name is None:
-            continue
-        w = mapped.get(prefix + name)
-        if w is not None and w.dim() == 2 and w.shape[1] == emb.weight.shape[1] and w.shape[0] != emb.weight.shape[0]:
-            side.model.resize_token_embeddings(int(w.shape[0]))

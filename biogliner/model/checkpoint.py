@@ -1,4 +1,6 @@
-"""Finding and reading GLiNER checkpoints: hub id, local directory or fsspec URL.
+"""Finding and reading GLiNER checkpoints: hub id, local directory or fsspec URL; the GLiNER →
+biogliner state-dict key map (:func:`map_key`, :data:`IGNORED_PREFIXES`) and strict loading
+(:func:`build_net`).
 
 - local directory: used in place;
 - ``s3://...`` (any fsspec URL): copied once per machine into a local cache directory keyed by
@@ -20,9 +22,13 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from biogliner.model.errors import CheckpointError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from biogliner.model.config import ModelConfig
+    from biogliner.model.network import BiEncoderNet
 
 logger = logging.getLogger(__name__)
 
@@ -222,3 +228,100 @@ def fingerprint(config_json: str, state: dict[str, Any], directory: Path) -> str
                 h.update(f"\0{sub}{fname}\0".encode())
                 h.update(p.read_bytes())
     return h.hexdigest()[:24]
+
+
+# GLiNER state-dict prefixes -> ours. Checkpoint keys under IGNORED_PREFIXES are read and dropped.
+KEY_MAP = (
+    ("token_rep_layer.bert_layer.model.", "text.model."),
+    ("token_rep_layer.projection.", "text.projection."),
+    ("token_rep_layer.labels_encoder.model.", "labels.model."),
+    ("token_rep_layer.labels_projection.", "labels.projection."),
+    ("span_rep_layer.span_rep_layer.", "span_head."),
+    ("prompt_rep_layer.", "prompt_rep_layer."),
+)
+IGNORED_PREFIXES = ("rnn.",)  # the bi-encoder stores an LSTM that its forward never runs
+_MLP_SUFFIX = {".0.weight": ".fc1.weight", ".0.bias": ".fc1.bias", ".3.weight": ".fc2.weight", ".3.bias": ".fc2.bias"}
+
+
+def map_key(key: str) -> str | None:
+    """Our parameter name for GLiNER checkpoint key ``key`` (None: not a key we know)."""
+    for src, dst in KEY_MAP:
+        if key.startswith(src):
+            out = dst + key[len(src) :]
+            if dst in ("span_head.", "prompt_rep_layer."):
+                for s, d in _MLP_SUFFIX.items():
+                    if out.endswith(s):
+                        return out[: -len(s)] + d
+                return None
+            return out
+    return None
+
+
+def gliner_key(ours: str) -> str | None:
+    """The GLiNER checkpoint key of our parameter ``ours`` (inverse of :func:`map_key`)."""
+    for src, dst in KEY_MAP:
+        if ours.startswith(dst):
+            out = src + ours[len(dst) :]
+            if dst in ("span_head.", "prompt_rep_layer."):
+                for s, d in _MLP_SUFFIX.items():
+                    if out.endswith(d):
+                        return out[: -len(d)] + s
+                return None
+            return out
+    return None
+
+
+def build_net(config: ModelConfig, state: dict, weights_file: str) -> BiEncoderNet:
+    """A :class:`BiEncoderNet` holding exactly the checkpoint's weights (strict, see below).
+
+    Every checkpoint key must map to a parameter/buffer of ours (the dead LSTM ``rnn.*`` excepted:
+    read and dropped) and every persistent parameter/buffer of ours must be loaded, with equal
+    shapes; otherwise :class:`CheckpointError` lists the offending keys.
+    """
+    from biogliner.model.network import BiEncoderNet
+
+    net = BiEncoderNet(config.encoder_config, config.labels_encoder_config, config.hidden_size, config.max_width)
+    mapped: dict[str, Any] = {}
+    unknown: list[str] = []
+    for key, tensor in state.items():
+        if key.startswith(IGNORED_PREFIXES):
+            continue
+        ours = map_key(key)
+        if ours is None:
+            unknown.append(key)
+        else:
+            mapped[ours] = tensor
+    _match_embedding_sizes(net, mapped)
+    own = net.state_dict()
+    unexpected = sorted(k for k in mapped if k not in own) + sorted(unknown)
+    missing = sorted(k for k in own if k not in mapped)
+    bad_shape = sorted(
+        f"{k}: checkpoint {tuple(mapped[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in mapped
+        if k in own and tuple(mapped[k].shape) != tuple(own[k].shape)
+    )
+    problems = []
+    if unexpected:
+        problems.append(f"unused checkpoint keys ({len(unexpected)}): {', '.join(unexpected[:20])}")
+    if missing:
+        problems.append(f"model parameters not in the checkpoint ({len(missing)}): {', '.join(missing[:20])}")
+    if bad_shape:
+        problems.append(f"shape mismatches ({len(bad_shape)}): {'; '.join(bad_shape[:20])}")
+    if problems:
+        raise CheckpointError(f"{weights_file}: checkpoint does not match its gliner_config.json: " + " | ".join(problems))
+    net.load_state_dict(mapped, strict=True)
+    return net
+
+
+def _match_embedding_sizes(net: BiEncoderNet, mapped: dict) -> None:
+    """Resize a backbone's token embedding table to the checkpoint's (GLiNER may have saved a
+    resized table while the embedded config keeps the original ``vocab_size``)."""
+    for side in (net.text, net.labels):
+        prefix = "text.model." if side is net.text else "labels.model."
+        emb = side.model.get_input_embeddings()
+        name = next((n for n, p in side.model.named_parameters() if p is emb.weight), None)
+        if name is None:
+            continue
+        w = mapped.get(prefix + name)
+        if w is not None and w.dim() == 2 and w.shape[1] == emb.weight.shape[1] and w.shape[0] != emb.weight.shape[0]:
+            side.model.resize_token_embeddings(int(w.shape[0]))

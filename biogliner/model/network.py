@@ -173,29 +173,3 @@ class BiEncoderNet(nn.Module):
     ) -> torch.Tensor:
         return self.span_head(self.word_vectors(input_ids, attention_mask, flat_pos), q, r)
 
-
-# GLiNER state-dict prefixes -> ours. Checkpoint keys under IGNORED_PREFIXES are read and dropped.
-KEY_MAP = (
-    ("token_rep_layer.bert_layer.model.", "text.model."),
-    ("token_rep_layer.projection.", "text.projection."),
-    ("token_rep_layer.labels_encoder.model.", "labels.model."),
-    ("token_rep_layer.labels_projection.", "labels.projection."),
-    ("span_rep_layer.span_rep_layer.", "span_head."),
-    ("prompt_rep_layer.", "prompt_rep_layer."),
-)
-IGNORED_PREFIXES = ("rnn.",)  # the bi-encoder stores an LSTM that its forward never runs
-_MLP_SUFFIX = {".0.weight": ".fc1.weight", ".0.bias": ".fc1.bias", ".3.weight": ".fc2.weight", ".3.bias": ".fc2.bias"}
-
-
-def map_key(key: str) -> str | None:
-    """Our parameter name for GLiNER checkpoint key ``key`` (None: not a key we know)."""
-    for src, dst in KEY_MAP:
-        if key.startswith(src):
-            out = dst + key[len(src) :]
-            if dst in ("span_head.", "prompt_rep_layer."):
-                for s, d in _MLP_SUFFIX.items():
-                    if out.endswith(s):
-                        return out[: -len(s)] + d
-                return None
-            return out
-    return None
