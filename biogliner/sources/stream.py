@@ -100,11 +100,18 @@ class OpenedSource:
     stream: object = None
     expected_md5: str | None = None  # may be set by a reader (PMC metadata) before finish()
     md5_origin: str = ""
+    compressed: bool = False  # gzip: the stored bytes are not the XML bytes
     _raw: object = None
     _hashing: _HashingReader | None = None
 
     def read(self, n: int = CHUNK) -> bytes:
         return self.stream.read(n)
+
+    def offsets(self, xml_offset: int) -> dict:
+        """``offset``/``raw_offset`` keywords of a :class:`SourceError` raised after ``xml_offset``
+        bytes of XML were read (``raw_offset``, the gzip bytes read, only for a compressed file)."""
+        raw = self._hashing.nbytes if self.compressed and self._hashing is not None else None
+        return {"offset": xml_offset, "raw_offset": raw}
 
     def finish(self, position: int | None, record_id: str | None) -> None:
         """Read the rest of the raw bytes and check the md5 when one is expected."""
@@ -141,43 +148,88 @@ class Progress:
 def pull_elements(opened: "OpenedSource", tags, progress: Progress) -> Iterator[etree._Element]:
     """Feed ``opened`` to a safe pull parser chunk by chunk and yield each finished element named
     in ``tags``; the element is cleared (and its earlier siblings dropped) once the caller moves on,
-    so memory stays bounded. Read and syntax errors raise a typed :class:`SourceError` naming the
-    last good record in ``progress``, after every element before them was yielded; at the end the
-    source's checksum is verified (``opened.finish``)."""
-    parser = etree.XMLPullParser(events=("end",), tag=tags, **SAFE_PARSER_OPTIONS)
+    so memory stays bounded.
+
+    An element is yielded only once its end tag has been parsed. libxml2, when told the input is
+    over (``close``) while elements are still open, reports the end of every open element -- a
+    record cut inside its abstract would look finished. So the events produced by a failing
+    ``close`` are dropped, never yielded: a file cut anywhere delivers exactly the records whose
+    end tag lies before the cut, then raises :class:`TruncatedInputError` (or
+    :class:`MalformedXMLError` when the root element did close and something broken follows it).
+    Read and syntax errors raise a typed :class:`SourceError` naming the last good record in
+    ``progress`` and how far the file was read, after every element before them was yielded; at
+    the end the source's checksum is verified (``opened.finish``)."""
+    tags = (tags,) if isinstance(tags, str) else tuple(tags)
+    record_names = frozenset(localname(t) for t in tags)
+    # The root's end tells a cut file (root still open) from junk after a complete document.
+    root_tag = "{*}" + opened.root if opened.root else None
+    parser_tags = tags + ((root_tag,) if root_tag and opened.root not in record_names else ())
+    parser = etree.XMLPullParser(events=("end",), tag=parser_tags, **SAFE_PARSER_OPTIONS)
     src = opened.source_file
+    offset = 0  # XML bytes (after decompression) fed to the parser
+    root_closed = False
+
+    def fail(cls, reason: str) -> SourceError:
+        return cls(src, reason, position=progress.position, record_id=progress.record_id, **opened.offsets(offset))
+
     while True:
         try:
             chunk = opened.read(CHUNK)
         except READ_ERRORS as exc:
-            raise read_error(src, exc, progress.position, progress.record_id) from exc
+            raise read_error(src, exc, progress.position, progress.record_id, **opened.offsets(offset)) from exc
         syntax_error = None
         try:
             if chunk:
+                offset += len(chunk)
                 parser.feed(chunk)
             else:
                 parser.close()
         except etree.XMLSyntaxError as exc:
             syntax_error = exc
+        if syntax_error is not None and not chunk:
+            # Input over with an element still open: what ``close`` reports now are the synthetic
+            # ends of the open elements (the cut record among them); none of it is delivered.
+            for _ in parser.read_events():
+                pass
+            if root_closed:
+                raise fail(MalformedXMLError, f"after the end of the root element: {syntax_error}") from syntax_error
+            raise fail(
+                TruncatedInputError,
+                f"the XML ends before <{opened.root}> is closed, inside or before a record "
+                f"(nothing after the last complete record is used): {syntax_error}",
+            ) from syntax_error
         for _event, el in parser.read_events():
+            if el.getparent() is None:
+                root_closed = True
+                if localname(el.tag) not in record_names:
+                    continue
             yield el
             el.clear()
             parent = el.getparent()
             if parent is not None:
                 while el.getprevious() is not None:
                     del parent[0]
-        if syntax_error is not None:
-            raise MalformedXMLError(src, str(syntax_error), position=progress.position, record_id=progress.record_id) from syntax_error
+        if syntax_error is not None:  # mid-stream: libxml2 stops where it is, no synthetic ends
+            raise fail(MalformedXMLError, str(syntax_error)) from syntax_error
         if not chunk:
             break
     opened.finish(progress.position, progress.record_id)
 
 
-def read_error(source_file: str, exc: BaseException, position: int | None, record_id: str | None) -> SourceError:
+def read_error(
+    source_file: str,
+    exc: BaseException,
+    position: int | None,
+    record_id: str | None,
+    *,
+    offset: int | None = None,
+    raw_offset: int | None = None,
+) -> SourceError:
     """Map a low-level read exception to a typed :class:`SourceError`."""
-    if isinstance(exc, (EOFError, gzip.BadGzipFile, zlib.error)):
-        return TruncatedInputError(source_file, f"{type(exc).__name__}: {exc}", position=position, record_id=record_id)
-    return SourceError(source_file, f"{type(exc).__name__}: {exc}", position=position, record_id=record_id)
+    cls = TruncatedInputError if isinstance(exc, (EOFError, gzip.BadGzipFile, zlib.error)) else SourceError
+    return cls(
+        source_file, f"{type(exc).__name__}: {exc}", position=position, record_id=record_id, offset=offset, raw_offset=raw_offset
+    )
 
 
 def _sidecar_md5(fs, path: str, source_file: str) -> str | None:
@@ -215,7 +267,8 @@ def open_source(url: str, *, storage_options=None, verify_md5: bool = True) -> O
     try:
         magic = hashing.read(2)
         base = _Prefixed(magic, hashing)
-        stream = GzipStream(base) if magic == b"\x1f\x8b" else base
+        opened.compressed = magic == b"\x1f\x8b"
+        stream = GzipStream(base) if opened.compressed else base
         opened.root, opened.root_nsmap, head = _sniff(stream, source_file)
         opened.stream = _Prefixed(head, stream)
     except SourceError:

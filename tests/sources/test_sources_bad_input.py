@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import os
 import pickle
+import zlib
 
 import pytest
 from biogliner.schema import Deletion, Document
@@ -41,7 +42,13 @@ def test_truncated_gzip_delivers_good_records_then_names_the_last(tmp_path):
     assert err.source_file == "pubmed26n0100.xml.gz"
     assert err.position == events[-1].position == len(events) - 1
     assert err.record_id == events[-1].doc_id
-    assert str(err).startswith(f"pubmed26n0100.xml.gz: truncated or corrupt compressed input after record {err.position} ({err.record_id}): ")
+    # how far the file was read: every byte of the cut gzip file, and all the XML it decompresses to
+    assert err.raw_offset == len(data) * 2 // 3
+    assert err.offset == len(zlib.decompressobj(31).decompress(data[: len(data) * 2 // 3]))
+    assert str(err).startswith(
+        f"pubmed26n0100.xml.gz: truncated or corrupt input after record {err.position} ({err.record_id}), "
+        f"XML read to byte {err.offset} (gzip file read to byte {err.raw_offset}): EOFError"
+    )
 
 
 def test_corrupt_gzip_crc(tmp_path):
@@ -59,15 +66,25 @@ def test_malformed_xml_mid_file(tmp_path):
     assert isinstance(err, MalformedXMLError)
     assert [e.pmid for e in events] == list(range(5000, 5042))
     assert (err.position, err.record_id) == (41, "pubmed:5041")
-    assert str(err).startswith("pubmed26n0101.xml: malformed XML after record 41 (pubmed:5041): ")
+    assert str(err).startswith(f"pubmed26n0101.xml: malformed XML after record 41 (pubmed:5041), XML read to byte {err.offset}: ")
+    assert err.raw_offset is None  # plain XML: the file's bytes are the XML's
     assert "mismatch" in err.reason  # lxml's own message
 
 
 def test_file_cut_mid_record_uncompressed(tmp_path):
     data = pubmed_xml(20)
-    path = write(tmp_path / "cut.xml", data[: len(data) // 2])
+    cut = data[: len(data) // 2]
+    path = write(tmp_path / "cut.xml", cut)
     events, err = _drain(path)
-    assert isinstance(err, MalformedXMLError) and len(events) >= 5 and err.position == len(events) - 1
+    assert isinstance(err, TruncatedInputError) and len(events) == cut.count(b"</PubmedArticle>") >= 5
+    assert err.position == len(events) - 1 and err.offset == len(cut)
+
+
+def test_junk_after_a_complete_document_is_malformed_not_truncated(tmp_path):
+    path = write(tmp_path / "junk-after.xml", pubmed_xml(3) + b"<!-- a comment never closed")
+    events, err = _drain(path)
+    assert isinstance(err, MalformedXMLError) and not isinstance(err, TruncatedInputError)
+    assert len(events) == 3 and "after the end of the root element" in err.reason
 
 
 def test_unknown_root(tmp_path):
@@ -162,9 +179,10 @@ def test_external_entity_never_read(tmp_path):
 
 
 def test_source_errors_pickle_for_ray(tmp_path):
-    err = MalformedXMLError("f.xml", "boom", position=3, record_id="pubmed:9")
+    err = MalformedXMLError("f.xml", "boom", position=3, record_id="pubmed:9", offset=1234, raw_offset=99)
     back = pickle.loads(pickle.dumps(err))
     assert type(back) is MalformedXMLError and str(back) == str(err) and back.position == 3
+    assert (back.offset, back.raw_offset) == (1234, 99)
 
 
 def test_missing_file(tmp_path):

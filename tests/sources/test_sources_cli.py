@@ -50,7 +50,7 @@ def test_parse_error_keeps_events_and_goes_on(capsys, tmp_path):
     code, rows, err = _run(capsys, str(bad), str(good))
     assert code == 1
     assert [r["pmid"] for r in rows] == [1000, 1001, 1002, 1003, 1004, 7000, 7001, 7002]
-    assert err[0].startswith("error: a_pubmed26n0001.xml: malformed XML after record 4 (pubmed:1004): ")
+    assert err[0].startswith("error: a_pubmed26n0001.xml: malformed XML after record 4 (pubmed:1004), XML read to byte ")
     assert err[-1] == "parsed 2 file(s): 8 upserts, 0 deletes, 0 skips, 1 failed file(s)"
 
 
