@@ -342,19 +342,100 @@ class LabelSet:
     def with_options(
         self, *, threshold: float | None = None, flat_ner: bool | None = None, multi_label: bool | None = None
     ) -> LabelSet:
-        """A copy with command-line overrides. ``threshold`` becomes the threshold of EVERY label
-        (per-label thresholds are dropped): a user asking for ``--threshold 0.7`` means all labels."""
-        labels = self.labels
+        """A copy with command-line overrides, versioned by THE rule every command follows.
+
+        ``threshold`` becomes the threshold of EVERY label (per-label thresholds are dropped): a user
+        asking for ``--threshold 0.7`` means all labels. An override that changes what the set
+        predicts is recorded in the version, so a changed set never hides under the original
+        ``name@version``: ``biomed@1`` with ``threshold=0.7`` is ``biomed@1-t0.7``, with
+        ``flat_ner=False`` ``biomed@1-nested`` (``-flat`` the other way), with ``multi_label=True``
+        ``biomed@1-multi`` (``-single``), in that order (``biomed@1-t0.7-nested``). An override that
+        changes nothing (the set's own values) returns the set itself, id unchanged."""
+        o = Overrides(threshold=threshold, flat_ner=flat_ner, multi_label=multi_label)
         changes: dict[str, Any] = {}
-        if threshold is not None:
-            changes["threshold"] = threshold
-            labels = tuple(replace(spec, threshold=None) for spec in labels)
-            changes["labels"] = labels
-        if flat_ner is not None:
-            changes["flat_ner"] = flat_ner
-        if multi_label is not None:
-            changes["multi_label"] = multi_label
-        return replace(self, **changes) if changes else self
+        tags: list[str] = []
+        if o.threshold is not None and any(t != o.threshold for t in (self.threshold, *self.thresholds())):
+            changes["threshold"] = o.threshold
+            changes["labels"] = tuple(replace(spec, threshold=None) for spec in self.labels)
+            tags.append(f"t{o.threshold:g}")
+        if o.flat_ner is not None and o.flat_ner != self.flat_ner:
+            changes["flat_ner"] = o.flat_ner
+            tags.append("flat" if o.flat_ner else "nested")
+        if o.multi_label is not None and o.multi_label != self.multi_label:
+            changes["multi_label"] = o.multi_label
+            tags.append("multi" if o.multi_label else "single")
+        if not changes:
+            return self
+        return replace(self, version=_versioned(self.version, tags), **changes)
+
+    def with_overrides(self, overrides: Overrides | None) -> LabelSet:
+        """:meth:`with_options` from an :class:`Overrides`."""
+        if overrides is None:
+            return self
+        return self.with_options(threshold=overrides.threshold, flat_ner=overrides.flat_ner, multi_label=overrides.multi_label)
+
+
+@dataclass(frozen=True, slots=True)
+class Overrides:
+    """The decoding options a command line may override (``None``: keep the set's)."""
+
+    threshold: float | None = None
+    flat_ner: bool | None = None
+    multi_label: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.threshold is not None:
+            object.__setattr__(self, "threshold", _check_threshold(self.threshold, "--threshold"))
+        for attr in ("flat_ner", "multi_label"):
+            if getattr(self, attr) is not None and not isinstance(getattr(self, attr), bool):
+                raise LabelSetError(f"{attr} override must be true, false or None, got {getattr(self, attr)!r}")
+
+    @classmethod
+    def from_flags(cls, *, threshold: float | None = None, nested: bool = False, multi_label: bool = False) -> Overrides:
+        """From the command-line flags ``--threshold``, ``--nested`` and ``--multi-label`` (an absent
+        flag overrides nothing)."""
+        return cls(threshold=threshold, flat_ner=False if nested else None, multi_label=True if multi_label else None)
+
+
+_TAG_KIND = (
+    ("t", re.compile(r"t\d[0-9.e+-]*")),  # threshold; "-" of an exponent: see _split_tags
+    ("flat", re.compile(r"flat|nested")),
+    ("multi", re.compile(r"multi|single")),
+)
+
+
+def _tag_kind(tag: str) -> str | None:
+    for kind, pattern in _TAG_KIND:
+        if pattern.fullmatch(tag):
+            return kind
+    return None
+
+
+def _split_tags(version: str) -> tuple[str, dict[str, str]]:
+    """``"1-t0.7-nested"`` -> ``("1", {"t": "t0.7", "flat": "nested"})``: the override tags a
+    previous :meth:`LabelSet.with_options` appended (e.g. the set stored in a bank embedded with
+    overrides), so that a new override of the same kind replaces its tag instead of stacking."""
+    parts = version.split("-")
+    merged: list[str] = []
+    for part in parts:  # re-join exponents: "t1e-05" was split into "t1e", "05"
+        if merged and part.isdigit() and merged[-1].startswith("t") and merged[-1].endswith("e"):
+            merged[-1] += "-" + part
+        else:
+            merged.append(part)
+    tags: dict[str, str] = {}
+    while len(merged) > 1:
+        kind = _tag_kind(merged[-1])
+        if kind is None or kind in tags:
+            break
+        tags[kind] = merged.pop()
+    return "-".join(merged), tags
+
+
+def _versioned(version: str, new_tags: list[str]) -> str:
+    base, tags = _split_tags(version)
+    for tag in new_tags:
+        tags[_tag_kind(tag) or tag] = tag
+    return "-".join([base] + [tags[kind] for kind, _ in _TAG_KIND if kind in tags])
 
 
 def _spec(where: str, name: Any, prompt: Any = None, threshold: Any = None) -> LabelSpec:
@@ -429,11 +510,84 @@ def load_label_set(ref: str, storage_options: bio.StorageOptions | None = None) 
     return LabelSet.from_yaml(ref, storage_options)
 
 
+BANK_SUFFIXES = (".safetensors", ".bank")
+
+
+def is_bank_ref(ref: str) -> bool:
+    """THE rule for "is this a pre-embedded label bank?": its name ends in ``.safetensors`` or
+    ``.bank`` (any case). Everything else is a label set (built-in name or YAML path/URL)."""
+    return str(ref).lower().endswith(BANK_SUFFIXES)
+
+
+@dataclass(frozen=True)
+class ResolvedLabels:
+    """A label reference resolved to the label set a run predicts with (overrides applied).
+
+    ``bank_url`` is set when the reference was a pre-embedded bank: its vectors are reused (they do
+    not depend on the decoding options) once checked against the model (:meth:`bank_for`).
+    """
+
+    ref: str
+    label_set: LabelSet
+    bank_url: str | None = None
+    storage_options: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def id(self) -> str:
+        return self.label_set.id
+
+    def bank_for(self, model) -> Any:
+        """The :class:`~biogliner.model.LabelBank` to decode with on ``model`` (a ``BiEncoder``): the
+        bank file checked against the model's fingerprint and given the resolved options, else the
+        label set embedded now."""
+        if self.bank_url is None:
+            return model.embed_labels(self.label_set)
+        from biogliner.model.labelbank import LabelBank
+
+        bank = LabelBank.load(
+            self.bank_url,
+            expected_fingerprint=model.fingerprint,
+            storage_options=bio.resolve_storage_options(self.bank_url, dict(self.storage_options or {})),
+        )
+        return bank.with_label_set(self.label_set)
+
+
+def resolve(
+    ref: str | LabelSet | None = None,
+    overrides: Overrides | None = None,
+    *,
+    storage_options: bio.StorageOptions | None = None,
+) -> ResolvedLabels:
+    """THE resolution of a label reference, used by every command (predict, eval, labels embed,
+    annotate, nightly).
+
+    ``ref``: a built-in set name, a YAML path/URL, a pre-embedded bank file (:func:`is_bank_ref`),
+    a :class:`LabelSet` built in code (``--label`` options), or ``None`` for the default set.
+    ``overrides`` are applied by :meth:`LabelSet.with_options` (which records them in the version).
+    A bank is read without loading its tensors (or torch): only its label set is needed here.
+    """
+    if isinstance(ref, LabelSet):
+        return ResolvedLabels(ref="<labels>", label_set=ref.with_overrides(overrides))
+    ref = DEFAULT_LABEL_SET if ref is None else str(ref)
+    if is_bank_ref(ref):
+        from biogliner.model.labelbank import read_bank_label_set
+
+        opts = bio.resolve_storage_options(ref, dict(storage_options or {}))
+        label_set, _ = read_bank_label_set(ref, storage_options=opts)
+        return ResolvedLabels(ref=ref, label_set=label_set.with_overrides(overrides), bank_url=ref, storage_options=storage_options)
+    return ResolvedLabels(ref=ref, label_set=load_label_set(ref, storage_options).with_overrides(overrides))
+
+
 __all__ = [
+    "BANK_SUFFIXES",
     "DEFAULT_LABEL_SET",
     "LabelSet",
     "LabelSetError",
     "LabelSpec",
+    "Overrides",
+    "ResolvedLabels",
     "builtin_label_sets",
+    "is_bank_ref",
     "load_label_set",
+    "resolve",
 ]

@@ -40,6 +40,9 @@ def register(subparsers) -> argparse.ArgumentParser:
     add_model_options(embed)
     embed.add_argument("--labels", default=None, metavar="SET", help="label set: YAML path/URL or built-in name (default: biomed)")
     embed.add_argument("--out", required=True, metavar="BANK", help="output label bank (.safetensors; local path or fsspec URL)")
+    embed.add_argument("--threshold", type=float, default=None, metavar="T", help="score threshold for EVERY label (recorded in the version)")
+    embed.add_argument("--nested", action="store_true", help="nested decoding (flat_ner=false; recorded in the version)")
+    embed.add_argument("--multi-label", action="store_true", help="several labels per span (recorded in the version)")
     embed.set_defaults(func=run_embed)
 
     p.set_defaults(func=lambda args: (p.print_help(), EXIT_USAGE)[1])
@@ -59,10 +62,6 @@ def run_list(args) -> int:
         default = " (default)" if name == DEFAULT_LABEL_SET else ""
         print(f"{s.id}{default}: {len(s.labels)} labels: {', '.join(s.names)}")
     return EXIT_OK
-
-
-def _is_bank(ref: str) -> bool:
-    return ref.endswith(".safetensors")
 
 
 def describe(label_set, *, model_fingerprint: str | None = None, kind: str = "label set") -> dict:
@@ -99,10 +98,10 @@ def print_description(d: dict, out=None) -> None:
 
 
 def run_show(args) -> int:
-    from biogliner.labels import LabelSetError, load_label_set
+    from biogliner.labels import LabelSetError, is_bank_ref, load_label_set
 
     try:
-        if _is_bank(args.ref):
+        if is_bank_ref(args.ref):
             from biogliner.model import LabelBank, LabelBankError
 
             try:
@@ -121,22 +120,31 @@ def run_show(args) -> int:
     return EXIT_OK
 
 
+def resolve_embed_labels(args):
+    """The label set ``labels embed`` writes, through :func:`biogliner.labels.resolve` (as every
+    command), with ``--threshold/--nested/--multi-label`` recorded in its version."""
+    from biogliner.labels import Overrides, resolve
+
+    return resolve(args.labels, Overrides.from_flags(threshold=args.threshold, nested=args.nested, multi_label=args.multi_label))
+
+
 def run_embed(args) -> int:
-    from biogliner.labels import DEFAULT_LABEL_SET, LabelSetError, load_label_set
+    from biogliner.labels import BANK_SUFFIXES, LabelSetError, is_bank_ref
     from biogliner.model import CheckpointError, LabelBankError
 
+    if not is_bank_ref(args.out):
+        return _err(f"{args.out}: a label bank is written as safetensors: name it *{' or *'.join(BANK_SUFFIXES)}")
     try:
-        label_set = load_label_set(args.labels or DEFAULT_LABEL_SET)
-    except LabelSetError as exc:
+        resolved = resolve_embed_labels(args)
+    except (LabelSetError, LabelBankError) as exc:
         return _err(str(exc))
-    if not _is_bank(args.out):
-        return _err(f"{args.out}: a label bank is written as safetensors: name it *.safetensors")
+    label_set = resolved.label_set
     from biogliner.cli.predict import load_model
 
     t0 = time.perf_counter()
     try:
         model = load_model(args)
-        bank = model.embed_labels(label_set)
+        bank = resolved.bank_for(model)
         bank.save(args.out)
     except (CheckpointError, LabelBankError, LabelSetError) as exc:
         return _err(str(exc))

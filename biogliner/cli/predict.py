@@ -40,7 +40,7 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         "--model",
         default=None,
         metavar="M",
-        help="checkpoint: hub id, local dir or fsspec URL (default: biogliner.model.DEFAULT_MODEL, GLiNER-biomed bi-small)",
+        help="checkpoint: hub id, local dir or fsspec URL (default: $BIOGLINER_MODEL, else GLiNER-biomed bi-small, as annotate)",
     )
     parser.add_argument("--revision", default=None, help="hub revision (branch, tag or commit) of --model")
     parser.add_argument("--cache-dir", default=None, help="local cache for checkpoints fetched from the hub or a URL")
@@ -66,7 +66,9 @@ def register(subparsers) -> argparse.ArgumentParser:
     )
     add_model_options(p)
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--labels", metavar="SET", help="label set: YAML path/URL or built-in name (default: biomed)")
+    src.add_argument(
+        "--labels", metavar="SET", help="label set: built-in name, YAML path/URL or pre-embedded bank (.safetensors) (default: biomed)"
+    )
     src.add_argument("--bank", metavar="BANK", help="pre-embedded label bank (biogliner labels embed) for this --model")
     src.add_argument("--label", action="append", metavar="NAME", help="an ad-hoc label (repeatable); its name is its prompt")
     p.add_argument("--threshold", type=float, default=None, metavar="T", help="score threshold for EVERY label (overrides the set's)")
@@ -231,11 +233,19 @@ def entity_record(e) -> dict[str, Any]:
 # -- setup -----------------------------------------------------------------------------------------
 
 
+def default_model() -> str:
+    """``--model`` when not given: the same default as ``biogliner annotate`` ($BIOGLINER_MODEL,
+    else biogliner.model.DEFAULT_MODEL), from its one owner."""
+    from biogliner.pipeline.config import default_model as annotate_default
+
+    return annotate_default()
+
+
 def load_model(args):
-    from biogliner.model import DEFAULT_MODEL, BiEncoder
+    from biogliner.model import BiEncoder
 
     return BiEncoder.load(
-        args.model or DEFAULT_MODEL,
+        args.model or default_model(),
         revision=args.revision,
         device=args.device,
         precision=args.precision,
@@ -243,31 +253,26 @@ def load_model(args):
     )
 
 
-def resolve_bank(args, model):
-    """The label bank to decode with: from ``--bank`` (checked against the model), ``--label`` or
-    ``--labels`` (embedded now), with ``--threshold/--nested/--multi-label`` applied."""
-    from biogliner.labels import DEFAULT_LABEL_SET, LabelSet, LabelSetError, load_label_set
+def resolve_labels(args):
+    """The label set of this run, through :func:`biogliner.labels.resolve` (as every command):
+    ``--bank``, ``--label`` (an ad-hoc set) or ``--labels`` (default: biomed), with
+    ``--threshold/--nested/--multi-label`` applied and recorded in the version. No model needed."""
+    from biogliner.labels import LabelSet, LabelSetError, Overrides, is_bank_ref, resolve
 
-    overrides = dict(
-        threshold=args.threshold,
-        flat_ner=False if args.nested else None,
-        multi_label=True if args.multi_label else None,
-    )
+    overrides = Overrides.from_flags(threshold=args.threshold, nested=args.nested, multi_label=args.multi_label)
     if args.bank:
-        from biogliner.model import LabelBank
-
-        bank = LabelBank.load(args.bank, expected_fingerprint=model.fingerprint)
-        if any(v is not None for v in overrides.values()):
-            bank = bank.with_options(**overrides)
-        return bank
+        if not is_bank_ref(args.bank):
+            raise LabelSetError(f"{args.bank}: a label set, not a label bank (*.safetensors): use --labels")
+        return resolve(args.bank, overrides)
     if args.label:
-        label_set = LabelSet.from_names(args.label)
-    else:
-        ref = args.labels or DEFAULT_LABEL_SET
-        if ref.endswith(".safetensors"):
-            raise LabelSetError(f"{ref}: a label bank, not a label set: use --bank")
-        label_set = load_label_set(ref)
-    return model.embed_labels(label_set.with_options(**overrides))
+        return resolve(LabelSet.from_names(args.label), overrides)
+    return resolve(args.labels, overrides)
+
+
+def resolve_bank(args, model):
+    """The label bank to decode with: :func:`resolve_labels`, then the bank file checked against
+    ``model`` or the set embedded with it."""
+    return resolve_labels(args).bank_for(model)
 
 
 # -- run -------------------------------------------------------------------------------------------
@@ -301,8 +306,9 @@ def _run(args, fh, counts: Counts, source: str, block: int) -> int:
 
     t0 = time.perf_counter()
     try:
+        resolved = resolve_labels(args)  # bad labels fail before the model loads
         model = load_model(args)
-        bank = resolve_bank(args, model)
+        bank = resolved.bank_for(model)
     except (LabelSetError, CheckpointError, LabelBankError, FileNotFoundError) as exc:
         print(f"biogliner predict: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -77,8 +77,9 @@ def load_label_map(url: str) -> dict[str, str | None]:
     return out
 
 
-def _set(specs: list[LabelSpec], *, flat_ner: bool, threshold: float = 0.5) -> LabelSet:
-    return LabelSet(name="eval", version="1", labels=tuple(specs), threshold=threshold, flat_ner=flat_ner, source="<eval labels>")
+def _set(specs: list[LabelSpec], *, nested: bool, threshold: float = 0.5) -> LabelSet:
+    ls = LabelSet(name="eval", version="1", labels=tuple(specs), threshold=threshold, source="<eval labels>")
+    return ls.with_options(flat_ner=False) if nested else ls  # the one override rule: eval@1-nested
 
 
 def plan_labels(
@@ -136,7 +137,7 @@ def plan_labels(
     if not specs:
         raise LabelSetError("no gold entity types to evaluate (empty gold data, or every type excluded)")
     try:
-        ls = _set(specs, flat_ner=not nested)
+        ls = _set(specs, nested=nested)
     except LabelSetError as exc:
         raise LabelSetError(f"{exc} (two gold types with the same prompt: give distinct prompts with --label-map)") from None
     return LabelPlan(ls, to_gold, tuple(excluded), ())

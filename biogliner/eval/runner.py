@@ -41,6 +41,7 @@ class Outcome:
     excluded_gold: Counter = field(default_factory=Counter)  # gold type -> spans removed (label map: null)
     bad_predictions: int = 0  # predictions whose offsets do not slice their text (a model bug)
     predictions: list[list] = field(default_factory=list)  # headline predictions (Entity, gold types), per document
+    label_set: str = ""  # id of the headline label set (overrides recorded in its version)
     golds: list[list[Span]] = field(default_factory=list)  # gold spans as scored, per document
 
 
@@ -60,6 +61,12 @@ def sweep_thresholds(thresholds: Sequence[float] | None, sweep: bool = True) -> 
     if headline is not None:
         grid.add(headline)
     return headline, tuple(sorted(grid))
+
+
+def headline_label_set(plan: LabelPlan, threshold: float | None):
+    """The label set the headline scores are predicted with: the plan's, with ``--threshold``
+    applied by :meth:`LabelSet.with_options` (the one override/versioning rule of every command)."""
+    return plan.label_set.with_options(threshold=threshold)
 
 
 def gold_spans(doc: GoldDoc, plan: LabelPlan, excluded: Counter) -> list[Span]:
@@ -116,7 +123,7 @@ def evaluate_corpus(
 ) -> Outcome:
     """Predict ``corpus`` with ``model`` under ``plan`` and score it (see the module docstring)."""
     base = plan.label_set
-    headline = base if threshold is None else base.with_options(threshold=threshold)
+    headline = headline_label_set(plan, threshold)
     sets = [headline]
     index_of: dict[float, int] = {}
     for t in sweep:
@@ -165,6 +172,7 @@ def evaluate_corpus(
         bad_predictions=bad,
         predictions=per_set[0],
         golds=golds,
+        label_set=headline.id,
     )
 
 
@@ -197,7 +205,8 @@ def build_report(
         "n_gold": outcome.n_gold,
         "n_pred": outcome.n_pred,
         "labels": plan.prompts,
-        "label_set": ls.id,
+        "label_set": outcome.label_set or ls.id,
+        "label_set_hash": (ls.with_options(threshold=threshold)).content_hash(),
         "threshold": threshold if threshold is not None else {s.name: t for s, t in zip(ls.labels, ls.thresholds())},
         "flat_ner": ls.flat_ner,
         "multi_label": ls.multi_label,
@@ -320,9 +329,9 @@ def make_plan(cfg: EvalConfig, corpus: GoldCorpus) -> LabelPlan:
     label_set = None
     label_map = None
     if cfg.labels is not None:
-        from biogliner.labels import load_label_set
+        from biogliner.labels import resolve
 
-        label_set = load_label_set(cfg.labels)
+        label_set = resolve(cfg.labels).label_set  # a bank's label set is embedded with --model
     if cfg.label_map is not None:
         label_map = load_label_map(cfg.label_map)
     return plan_labels(corpus.labels, label_map=label_map, label_set=label_set, label_form=cfg.label_form, nested=cfg.nested)  # type: ignore[arg-type]

@@ -100,22 +100,14 @@ class LabelBank:
         from safetensors.torch import load
 
         meta = _metadata(data, where)
-        if meta.get("format") != FORMAT:
-            raise LabelBankError(f"{where}: not a biogliner label bank (format={meta.get('format')!r})")
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise LabelBankError(f"{where}: label bank format version {meta.get('format_version')!r} is not {FORMAT_VERSION}")
-        fp = meta.get("model_fingerprint")
-        if not fp:
-            raise LabelBankError(f"{where}: label bank has no model fingerprint")
+        _check_format(meta, where)
+        fp = meta["model_fingerprint"]
         if expected_fingerprint is not None and fp != expected_fingerprint:
             raise LabelBankError(
                 f"{where}: label bank was built for checkpoint {fp}, not for the expected checkpoint "
                 f"{expected_fingerprint}: re-embed the labels with this model"
             )
-        try:
-            label_set = LabelSet.from_dict(json.loads(meta["label_set"]), source=where)
-        except (KeyError, ValueError, LabelSetError) as exc:
-            raise LabelBankError(f"{where}: corrupt label set in the bank metadata ({exc})") from None
+        label_set = _label_set(meta, where)
         try:
             tensors = load(data)
         except Exception as exc:  # safetensors raises its own error types on corrupt payloads
@@ -140,14 +132,58 @@ class LabelBank:
         return cls.from_bytes(data, where=url, expected_fingerprint=expected_fingerprint)
 
     def with_options(self, *, threshold=None, flat_ner=None, multi_label=None) -> LabelBank:
-        """The same vectors under different decoding options (they do not depend on the options)."""
-        return LabelBank(
-            label_set=self.label_set.with_options(threshold=threshold, flat_ner=flat_ner, multi_label=multi_label),
-            model_fingerprint=self.model_fingerprint,
-            p=self.p,
-            q=self.q,
-            r=self.r,
-        )
+        """The same vectors under different decoding options (they do not depend on the options);
+        the label set is overridden and versioned by :meth:`LabelSet.with_options`, the one rule."""
+        return self.with_label_set(self.label_set.with_options(threshold=threshold, flat_ner=flat_ner, multi_label=multi_label))
+
+    def with_label_set(self, label_set: LabelSet) -> LabelBank:
+        """The same vectors under ``label_set``, which must hold the same labels and prompts, in the
+        same order (the vectors depend on nothing else)."""
+        if label_set is self.label_set:
+            return self
+        if label_set.names != self.label_set.names or label_set.prompts != self.label_set.prompts:
+            raise LabelBankError(
+                f"label bank for {self.label_set.id}: cannot reuse its vectors for {label_set.id}, whose labels or "
+                "prompts differ: embed that label set instead"
+            )
+        return LabelBank(label_set=label_set, model_fingerprint=self.model_fingerprint, p=self.p, q=self.q, r=self.r)
+
+
+def read_bank_label_set(url: str, storage_options: dict | None = None) -> tuple[LabelSet, str]:
+    """``(label set, model fingerprint)`` of a bank file, from its safetensors header only (no
+    tensors read, no torch import): what planning a run needs."""
+    from biogliner import io as bio
+
+    try:
+        with bio.open_binary(url, storage_options) as f:
+            head = f.read(8)
+            if len(head) < 8:
+                raise LabelBankError(f"{url}: not a safetensors label bank (file too short)")
+            (n,) = struct.unpack("<Q", head)
+            if n > 100_000_000:
+                raise LabelBankError(f"{url}: not a safetensors label bank (header length out of range)")
+            data = head + f.read(n)
+    except FileNotFoundError:
+        raise LabelBankError(f"{url}: no such label bank file") from None
+    meta = _metadata(data, url)
+    _check_format(meta, url)
+    return _label_set(meta, url), meta["model_fingerprint"]
+
+
+def _check_format(meta: dict[str, str], where: str) -> None:
+    if meta.get("format") != FORMAT:
+        raise LabelBankError(f"{where}: not a biogliner label bank (format={meta.get('format')!r})")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise LabelBankError(f"{where}: label bank format version {meta.get('format_version')!r} is not {FORMAT_VERSION}")
+    if not meta.get("model_fingerprint"):
+        raise LabelBankError(f"{where}: label bank has no model fingerprint")
+
+
+def _label_set(meta: dict[str, str], where: str) -> LabelSet:
+    try:
+        return LabelSet.from_dict(json.loads(meta["label_set"]), source=where)
+    except (KeyError, ValueError, LabelSetError) as exc:
+        raise LabelBankError(f"{where}: corrupt label set in the bank metadata ({exc})") from None
 
 
 def _metadata(data: bytes, where: str) -> dict[str, str]:

@@ -9,50 +9,25 @@ all banks under ``<output>/_runs/<run_id>/banks/`` for the model actors to load.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
-
 from biogliner import io as bio
+from biogliner.labels import Overrides, ResolvedLabels, resolve
 
 log = logging.getLogger(__name__)
 
-BANK_SUFFIXES = (".safetensors", ".bank")
-
-
-@dataclass(frozen=True)
-class LabelSource:
-    ref: str  # what the user gave
-    label_set: object  # biogliner.labels.LabelSet
-    bank_url: str | None = None  # a pre-embedded bank file
-
-    @property
-    def id(self) -> str:
-        return self.label_set.id
-
-
-def is_bank_ref(ref: str) -> bool:
-    return ref.lower().endswith(BANK_SUFFIXES)
+# One owner: a label reference is resolved by biogliner.labels.resolve, the same for every command.
+LabelSource = ResolvedLabels
 
 
 def _override_threshold(ls, threshold: float | None):
-    """A ``--threshold`` override changes results: it becomes part of the set's version."""
-    if threshold is None:
-        return ls
-    labels = tuple(replace(spec, threshold=None) for spec in ls.labels)
-    return replace(ls, labels=labels, threshold=float(threshold), version=f"{ls.version}-t{threshold:g}")
+    """A ``--threshold`` override (kept for callers of the old name): :meth:`LabelSet.with_options`."""
+    return ls if threshold is None else ls.with_options(threshold=threshold)
 
 
-def resolve_label_sets(refs: tuple[str, ...], threshold: float | None = None, storage_options=None) -> list[LabelSource]:
-    from biogliner.labels import load_label_set
-
-    out: list[LabelSource] = []
-    for ref in refs:
-        if is_bank_ref(ref):
-            from biogliner.model import LabelBank
-
-            bank = LabelBank.load(ref, storage_options=bio.resolve_storage_options(ref, storage_options))
-            out.append(LabelSource(ref, _override_threshold(bank.label_set, threshold), ref))
-        else:
-            out.append(LabelSource(ref, _override_threshold(load_label_set(ref, storage_options=storage_options), threshold)))
+def resolve_label_sets(refs: tuple[str, ...], threshold: float | None = None, storage_options=None) -> list[ResolvedLabels]:
+    """Every ``--labels`` reference of a run through :func:`biogliner.labels.resolve`, with the
+    run's ``--threshold``; the same set twice (same resolved id) is an error."""
+    overrides = Overrides(threshold=threshold)
+    out = [resolve(ref, overrides, storage_options=storage_options) for ref in refs]
     ids = [s.id for s in out]
     dupes = sorted({i for i in ids if ids.count(i) > 1})
     if dupes:
@@ -68,30 +43,24 @@ def prepare_banks(
     revision: str | None = None,
     cache_dir: str | None = None,
     storage_options=None,
+    encoder=None,
 ) -> tuple[list[str], str]:
-    """Embed/check every label set once; returns (bank URLs under ``bank_dir``, model fingerprint)."""
-    from biogliner.model import BiEncoder, LabelBank
+    """Embed/check every label set once; returns (bank URLs under ``bank_dir``, model fingerprint).
+    ``encoder``: the model already loaded on the driver (see :mod:`biogliner.pipeline.driver_model`)."""
+    from biogliner.model import BiEncoder
     from biogliner.store.layout import safe_name
 
-    encoder = BiEncoder.load(
-        model,
-        revision=revision,
-        device="cpu",
-        cache_dir=cache_dir,
-        storage_options=bio.resolve_storage_options(model, storage_options) if "://" in model else None,
-    )
+    if encoder is None:
+        encoder = BiEncoder.load(
+            model,
+            revision=revision,
+            device="cpu",
+            cache_dir=cache_dir,
+            storage_options=bio.resolve_storage_options(model, storage_options) if "://" in model else None,
+        )
     urls = []
     for src in sources:
-        if src.bank_url is not None:
-            bank = LabelBank.load(
-                src.bank_url,
-                expected_fingerprint=encoder.fingerprint,
-                storage_options=bio.resolve_storage_options(src.bank_url, storage_options),
-            )
-            if bank.label_set != src.label_set:  # --threshold: same vectors, other decoding options
-                bank = replace(bank, label_set=src.label_set)
-        else:
-            bank = encoder.embed_labels(src.label_set)
+        bank = src.bank_for(encoder)  # a bank file: checked against the checkpoint; else embedded now
         url = bio.join(bank_dir, f"{safe_name(src.id)}.safetensors")
         bank.save(url, storage_options=bio.resolve_storage_options(url, storage_options))
         urls.append(url)
