@@ -52,7 +52,9 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--dataset-config", default=None, metavar="NAME", help="hub dataset configuration, e.g. bc5cdr_bigbio_kb")
     p.add_argument("--split", default="test", help="hub dataset split (default: test)")
     labels = p.add_mutually_exclusive_group()
-    labels.add_argument("--labels", metavar="SET", help="label set (YAML or built-in name) whose labels name the gold types")
+    labels.add_argument(
+        "--labels", metavar="SET", help="label set (built-in name, YAML, or a bank's set) whose labels name the gold types"
+    )
     labels.add_argument("--label-map", metavar="MAP.yaml", help="YAML 'gold type: prompt' (null excludes a type)")
     p.add_argument(
         "--label-form",
@@ -84,39 +86,47 @@ def _error(msg: str) -> int:
     return EXIT_USAGE
 
 
+def config_from_args(args):
+    """The :class:`~biogliner.eval.runner.EvalConfig` of these options (raises ValueError)."""
+    from biogliner.eval.runner import EvalConfig
+
+    return EvalConfig(
+        model=args.model or _default_model(),
+        data=args.data,
+        format=args.format,
+        unit=args.unit,
+        dataset_config=args.dataset_config,
+        split=args.split,
+        labels=args.labels,
+        label_map=args.label_map,
+        label_form=args.label_form,
+        thresholds=tuple(args.threshold or ()),
+        sweep=not args.no_sweep,
+        nested=args.nested,
+        batch_size=args.batch_size,
+        limit=args.limit,
+        revision=args.revision,
+        device=args.device,
+        precision=args.precision,
+        cache_dir=args.cache_dir,
+    )
+
+
 def run(args) -> int:
     from biogliner.eval.gold import GoldFormatError
-    from biogliner.eval.runner import EvalConfig, format_report, load_corpus, make_plan, run_eval
+    from biogliner.eval.runner import format_report, load_corpus, make_plan, run_eval
     from biogliner.labels import LabelSetError
+    from biogliner.model.errors import LabelBankError
 
     try:
-        cfg = EvalConfig(
-            model=args.model or _default_model(),
-            data=args.data,
-            format=args.format,
-            unit=args.unit,
-            dataset_config=args.dataset_config,
-            split=args.split,
-            labels=args.labels,
-            label_map=args.label_map,
-            label_form=args.label_form,
-            thresholds=tuple(args.threshold or ()),
-            sweep=not args.no_sweep,
-            nested=args.nested,
-            batch_size=args.batch_size,
-            limit=args.limit,
-            revision=args.revision,
-            device=args.device,
-            precision=args.precision,
-            cache_dir=args.cache_dir,
-        )
+        cfg = config_from_args(args)
     except ValueError as exc:
         return _error(str(exc))
     # Read the gold data and check the labels before loading the model: fail fast on bad input.
     try:
         corpus = load_corpus(cfg)
         plan = make_plan(cfg, corpus)
-    except (GoldFormatError, LabelSetError) as exc:
+    except (GoldFormatError, LabelSetError, LabelBankError) as exc:
         return _error(str(exc))
     for skip in corpus.skipped[:20]:
         print(f"biogliner eval: warning: skipped {skip}", file=sys.stderr)
@@ -142,9 +152,10 @@ def run(args) -> int:
 
 
 def _default_model() -> str:
-    from biogliner.model import DEFAULT_MODEL
+    """The same default as every command (biogliner.cli.predict.default_model)."""
+    from biogliner.cli.predict import default_model
 
-    return DEFAULT_MODEL
+    return default_model()
 
 
 def _load_model(cfg):
