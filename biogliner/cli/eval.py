@@ -36,10 +36,16 @@ def register(subparsers) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_model_options(p)
-    p.add_argument("--data", required=True, metavar="FILE_OR_DATASET", help="gold file/URL, or hub:NAME for a datasets hub dataset")
+    p.add_argument(
+        "--data",
+        required=True,
+        metavar="FILE_OR_DATASET",
+        help="gold file/URL; a folder laid out as a hub Parquet conversion (<config>/<split>/*.parquet); or hub:NAME "
+        "(e.g. bigbio/bc5cdr: read from its Parquet conversion)",
+    )
     p.add_argument(
         "--format",
-        choices=("bioc-xml", "bioc-json", "pubtator", "conll", "jsonl", "gliner", "hub"),
+        choices=("bioc-xml", "bioc-json", "pubtator", "conll", "jsonl", "gliner", "parquet", "hub"),
         default=None,
         help="gold format (default: from the extension, then the content)",
     )
@@ -49,7 +55,9 @@ def register(subparsers) -> argparse.ArgumentParser:
         default="passage",
         help="BioC/PubTator/BigBio: evaluate each passage (default, as the pipeline predicts) or each whole document",
     )
-    p.add_argument("--dataset-config", default=None, metavar="NAME", help="hub dataset configuration, e.g. bc5cdr_bigbio_kb")
+    p.add_argument(
+        "--dataset-config", default=None, metavar="NAME", help="hub dataset configuration (default for bigbio/X: X_bigbio_kb)"
+    )
     p.add_argument("--split", default="test", help="hub dataset split (default: test)")
     labels = p.add_mutually_exclusive_group()
     labels.add_argument(

@@ -1,8 +1,10 @@
 """Gold readers: every format to a :class:`~biogliner.eval.gold.GoldCorpus`, format autodetection.
 
 ``read_gold(ref)`` reads a local path or fsspec URL (``.gz`` decompressed) in the format named by
-``fmt`` or detected from the extension, then the content; ``hub:NAME`` (or an ``owner/name``
-without a file extension that is not an existing path) loads a ``datasets`` hub dataset.
+``fmt`` or detected from the extension, then the content; a ``.parquet`` file, or a directory laid out
+as a hub Parquet conversion (``<config>/<split>/*.parquet``), is read with pyarrow; ``hub:NAME`` (or
+an ``owner/name`` without a file extension that is not an existing path) reads a hub dataset (its
+Parquet conversion, else ``datasets``).
 """
 
 from __future__ import annotations
@@ -17,12 +19,13 @@ from biogliner.eval.gold import GoldCorpus, GoldFormatError, Unit
 from biogliner.eval.readers.bioc import read_bioc_json, read_bioc_xml
 from biogliner.eval.readers.conll import read_conll
 from biogliner.eval.readers.hub import corpus_from_records, read_hub_dataset
+from biogliner.eval.readers.parquet import read_parquet_dir, read_parquet_file
 from biogliner.eval.readers.pubtator import read_pubtator
 from biogliner.eval.readers.spans import read_gliner, read_jsonl
 
 logger = logging.getLogger(__name__)
 
-FORMATS: tuple[str, ...] = ("bioc-xml", "bioc-json", "pubtator", "conll", "jsonl", "gliner", "hub")
+FORMATS: tuple[str, ...] = ("bioc-xml", "bioc-json", "pubtator", "conll", "jsonl", "gliner", "parquet", "hub")
 
 _EXT = {
     ".xml": "bioc-xml",
@@ -48,6 +51,8 @@ __all__ = [
     "read_gold",
     "read_hub_dataset",
     "read_jsonl",
+    "read_parquet_dir",
+    "read_parquet_file",
     "read_pubtator",
 ]
 
@@ -127,6 +132,16 @@ def _exists(ref: str, storage_options: dict | None) -> bool:
         return False
 
 
+def _is_dir(ref: str, storage_options: dict | None) -> bool:
+    from biogliner import io as bio
+
+    try:
+        fs, path = bio.filesystem(ref, storage_options)
+        return bool(fs.isdir(path))
+    except (OSError, ValueError):
+        return False
+
+
 def read_gold(
     ref: str,
     fmt: str | None = None,
@@ -143,6 +158,10 @@ def read_gold(
     if fmt == "hub" or ref.startswith("hub:") or (looks_like_hub and not _exists(ref, storage_options)):
         name = ref[4:] if ref.startswith("hub:") else ref
         return read_hub_dataset(name, config=dataset_config, split=split, unit=unit)
+    if fmt in (None, "parquet") and _is_dir(ref, storage_options):  # laid out as a hub Parquet conversion
+        return read_parquet_dir(ref, config=dataset_config, split=split, unit=unit, storage_options=storage_options)
+    if fmt == "parquet" or (fmt is None and ref.lower().endswith(".parquet")):
+        return read_parquet_file(ref, unit=unit, storage_options=storage_options)
     data = _read_bytes(ref, storage_options)
     fmt = fmt or detect_format(ref, data)
     logger.info("reading %s as %s", ref, fmt)

@@ -1,4 +1,4 @@
-"""Gold annotations from a ``datasets`` dataset: a hub name (needs the network) or records in memory.
+"""Gold annotations from a hub dataset (its Parquet conversion, or ``datasets``) or records in memory.
 
 Three record shapes are recognised, by their columns:
 
@@ -94,19 +94,47 @@ def corpus_from_records(
 
 
 def read_hub_dataset(name: str, *, config: str | None = None, split: str = "test", unit: Unit = "passage") -> GoldCorpus:
-    """Load ``name`` (``config``, ``split``) with ``datasets.load_dataset``: needs the hub, or a
-    dataset already in the local ``datasets`` cache."""
+    """Split ``split`` of hub dataset ``name`` (configuration ``config``; BigBio corpora default to
+    their ``kb`` schema): first from its Parquet conversion (works for script-based datasets such
+    as BigBio's, which ``datasets`` >= 4 no longer runs), then with ``datasets.load_dataset``
+    (which also finds a dataset in the local cache). When neither works, one error says how to get
+    the data."""
+    from biogliner.eval.readers.parquet import ParquetNotFound, default_config, hub_parquet_root, read_parquet_dir
+
+    config = config or default_config(name)
+    source = f"hub:{name}" + (f"[{config}]" if config else "") + f":{split}"
+    root = hub_parquet_root(name)
+    try:
+        return read_parquet_dir(root, config=config, split=split, unit=unit, name=name, source=source)
+    except ParquetNotFound as exc:
+        parquet_error = str(exc)
+        if parquet_error.startswith(f"{source}: "):
+            parquet_error = parquet_error[len(source) + 2 :]
     try:
         import datasets
     except ImportError:
-        raise GoldFormatError("reading a hub dataset needs the 'datasets' package: pip install 'biogliner[eval]'") from None
-    source = f"hub:{name}" + (f"[{config}]" if config else "") + f":{split}"
-    try:
-        ds = datasets.load_dataset(name, config, split=split)
-    except Exception as exc:  # the datasets library raises many types (ConnectionError, DatasetNotFoundError...)
-        raise GoldFormatError(
-            f"{source}: cannot load the dataset ({type(exc).__name__}: {exc}). Hub datasets need network access "
-            "(HF_HUB_OFFLINE is set or the hub is unreachable?): download it where you are online, export it to a "
-            "file (e.g. JSONL or BioC) and pass the file to --data"
-        ) from None
-    return corpus_from_records(ds, source, features=ds.features, unit=unit)
+        datasets_error = "the 'datasets' package is not installed (pip install 'biogliner[eval]')"
+    else:
+        try:
+            ds = datasets.load_dataset(name, config, split=split)
+        except Exception as exc:  # the datasets library raises many types (ConnectionError, DatasetNotFoundError...)
+            datasets_error = f"{type(exc).__name__}: {exc}"
+        else:
+            return corpus_from_records(ds, source, features=ds.features, unit=unit)
+    raise GoldFormatError(how_to_get(name, config, split, source, root, parquet_error, datasets_error)) from None
+
+
+def how_to_get(name: str, config: str | None, split: str, source: str, root: str, parquet_error: str, datasets_error: str) -> str:
+    """The error for a hub dataset that could not be read: both attempts, then how to get the data."""
+    include = f"{config}/{split}/*" if config else f"*/{split}/*"
+    return (
+        f"{source}: cannot load the dataset.\n"
+        f"  its Parquet conversion ({root}): {parquet_error}\n"
+        f"  datasets.load_dataset: {datasets_error[:500]}\n"
+        "Hub datasets need network access (HF_HUB_OFFLINE set, or the hub unreachable?). To get the data, where the "
+        "hub is reachable:\n"
+        f"  hf download {name} --repo-type dataset --revision refs/convert/parquet --include '{include}' --local-dir DIR\n"
+        "then pass --data DIR (a local folder, or a file:// or s3:// URL of a copy; BIOGLINER_HUB_PARQUET="
+        "<url with {name}> names a mirror of many). Or pass the corpus's own files to --data: BioC XML/JSON and "
+        "PubTator are read directly (e.g. BC5CDR's CDR_TestSet.BioC.xml or CDR_TestSet.PubTator.txt)."
+    )
