@@ -69,6 +69,7 @@ def describe(label_set, *, model_fingerprint: str | None = None, kind: str = "la
         "kind": kind,
         "id": label_set.id,
         "digest": label_set.digest,
+        "content_hash": label_set.content_hash(),
         "threshold": label_set.threshold,
         "flat_ner": label_set.flat_ner,
         "multi_label": label_set.multi_label,

@@ -345,3 +345,34 @@ def test_input_output_and_bank_on_s3(cli, tiny_checkpoint, s3_bucket):
     from biogliner.labels import load_label_set
 
     check_entities(recs, dict(enumerate(TEXTS[:3])), set(load_label_set("core").names), float(T))
+
+
+def test_same_overrides_same_label_set_id_and_entities_whatever_the_route(cli, tiny_checkpoint, tmp_path):
+    """``labels embed --threshold T --nested`` then ``predict --bank``; ``predict --labels core
+    --threshold T --nested``; and ``predict --bank <plain bank> --threshold T --nested``: one label
+    set id (the overrides recorded in its version) and identical entities."""
+    from biogliner.labels import load_label_set
+
+    want = load_label_set("core").with_options(threshold=float(T), flat_ner=False).id
+    assert want == f"core@1-t{float(T):g}-nested"
+    inp = tmp_path / "in.txt"
+    inp.write_text("\n".join(TEXTS[:3]) + "\n")
+    tuned, plain = tmp_path / "tuned.safetensors", tmp_path / "plain.safetensors"
+    opts = ("--threshold", T, "--nested")
+    rc, _, err = cli("labels", "embed", "--model", tiny_checkpoint, "--labels", "core", "--out", tuned, "--device", "cpu", *opts)
+    assert rc == 0 and want in err, err
+    rc, _, err = cli("labels", "embed", "--model", tiny_checkpoint, "--labels", "core", "--out", plain, "--device", "cpu")
+    assert rc == 0 and "core@1 " in err
+    runs = {
+        "tuned bank": ("--bank", tuned),
+        "set + overrides": ("--labels", "core", *opts),
+        "plain bank + overrides": ("--bank", plain, *opts),
+    }
+    outs = {}
+    for name, args in runs.items():
+        out = tmp_path / f"{name.replace(' ', '_')}.jsonl"
+        rc, _, err = cli("predict", "--model", tiny_checkpoint, *args, "--input", inp, "--output", out, "--device", "cpu")
+        assert rc == 0 and f"labels {want} " in err, (name, err)
+        outs[name] = read_jsonl(out)
+    assert outs["tuned bank"] == outs["set + overrides"] == outs["plain bank + overrides"]
+    assert sum(len(r["entities"]) for r in outs["tuned bank"]) > 0

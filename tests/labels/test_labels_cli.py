@@ -41,6 +41,7 @@ def test_show_builtin_table_and_json(cli):
     rc, out, _ = cli("labels", "show", "biomed", "--json")
     d = json.loads(out)
     assert d["id"] == s.id and d["digest"] == s.digest and d["kind"] == "label set"
+    assert d["content_hash"] == s.content_hash() and d["content_hash"].startswith(s.digest)
     assert [x["name"] for x in d["labels"]] == list(s.names)
     assert [x["prompt"] for x in d["labels"]] == list(s.prompts)
     assert [x["threshold"] for x in d["labels"]] == list(s.thresholds())
