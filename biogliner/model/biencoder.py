@@ -27,6 +27,7 @@ from biogliner.model.decode import BankSlice, candidates, greedy
 from biogliner.model.errors import CheckpointError, LabelBankError
 from biogliner.model.labelbank import LabelBank
 from biogliner.model.network import BiEncoderNet
+from biogliner.model.onnx_encoder import Backend, check_backend, use_onnx
 from biogliner.model.preprocess import EncodedText, Preprocessor, load_tokenizer
 from biogliner.schema import Entity
 
@@ -74,14 +75,23 @@ class BiEncoder:
         precision: Precision = "fp32",
         cache_dir: str | None = None,
         storage_options: dict | None = None,
+        backend: Backend = "torch",
     ) -> BiEncoder:
         directory = resolve(ref, revision=revision, cache_dir=cache_dir, storage_options=storage_options)
-        return cls.from_directory(directory, device=device, precision=precision, source=ref)
+        return cls.from_directory(directory, device=device, precision=precision, source=ref, backend=backend)
 
     @classmethod
     def from_directory(
-        cls, directory: Path, *, device: str | None = None, precision: Precision = "fp32", source: str | None = None
+        cls,
+        directory: Path,
+        *,
+        device: str | None = None,
+        precision: Precision = "fp32",
+        source: str | None = None,
+        backend: Backend = "torch",
     ) -> BiEncoder:
+        """``backend``: ``torch`` (default), ``onnx`` or ``onnx-int8`` (CPU text encoder through
+        onnxruntime, exported once and cached; see :mod:`biogliner.model.onnx_encoder`)."""
         directory = Path(directory)
         config = ModelConfig.from_file(directory / "gliner_config.json")
         state, weights_file = load_state_dict(directory)
@@ -91,8 +101,11 @@ class BiEncoder:
         fp = compute_fingerprint(config.canonical_json(), state, directory)
         del state
         if device is None:
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        logger.info("loaded %s (fingerprint %s) on %s, %s", source or directory, fp, device, precision)
+            device = "cuda" if torch.cuda.is_available() and backend == "torch" else "cpu"
+        check_backend(backend, device, precision)
+        if backend != "torch":
+            use_onnx(net, directory, fp, backend)
+        logger.info("loaded %s (fingerprint %s) on %s, %s, %s", source or directory, fp, device, precision, backend)
         return cls(net, config, preprocessor, labels_tokenizer, fp, device=device, precision=precision, source=source or str(directory))
 
     def preprocessor(self) -> Preprocessor:
