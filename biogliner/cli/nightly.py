@@ -15,7 +15,7 @@ import logging
 import os
 import sys
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED = 0, 1, 2, 75
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_MISMATCH, EXIT_LOCKED = 0, 1, 2, 3, 75
 
 EPILOG = """examples:
   biogliner nightly --pubmed-updates s3://b/pubmed/updatefiles/ --output s3://b/biogliner --labels biomed
@@ -24,7 +24,9 @@ EPILOG = """examples:
   ray job submit --working-dir . -- python jobs/nightly.py --pubmed-updates ... --output s3://...
 
 exit status: 0 done (or nothing new); 1 some input failed or did not complete (rerun to retry);
-2 bad options; 75 another nightly holds the lock (its owner and expiry are printed)."""
+2 bad options, missing/unreachable model or input; 3 the output holds a requested label set made by
+another model or label-set content (nothing was run; `biogliner annotate --reannotate` replaces
+it); 75 another nightly holds the lock (its owner and expiry are printed)."""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -49,7 +51,7 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     add_annotate_arguments(p)
     p.set_defaults(output=None, inputs=None)
     for action in p._actions:  # nightly lists its own inputs: hide the job's --input
-        if action.dest == "inputs":
+        if action.dest in ("inputs", "reannotate"):  # (re-annotating is `biogliner annotate --reannotate`)
             action.help = argparse.SUPPRESS
     return p
 
@@ -100,6 +102,9 @@ def run_from_args(args: argparse.Namespace, *, connect: str) -> int:
     if args.inputs:
         print("biogliner nightly: use --pubmed-updates / --pubmed-baseline / --pmc, not --input", file=sys.stderr)
         return EXIT_USAGE
+    if args.reannotate:
+        print("biogliner nightly: --reannotate is for `biogliner annotate --input ...` (the inputs to replace)", file=sys.stderr)
+        return EXIT_USAGE
     if not args.output:
         print("biogliner nightly: --output is required", file=sys.stderr)
         return EXIT_USAGE
@@ -118,9 +123,13 @@ def run_from_args(args: argparse.Namespace, *, connect: str) -> int:
         print(f"biogliner nightly: {exc}", file=sys.stderr)
         return EXIT_USAGE
     from biogliner.model import CheckpointError
+    from biogliner.pipeline.plan import CommittedWithOtherModel
 
     try:
         result = run_nightly(cfg, ensure_ray=_ensure_ray(connect))
+    except CommittedWithOtherModel as exc:
+        print(f"biogliner nightly: {exc}", file=sys.stderr)
+        return EXIT_MISMATCH
     except LockHeldError as exc:
         print(f"biogliner nightly: another nightly is running: {exc}", file=sys.stderr)
         return EXIT_LOCKED

@@ -20,7 +20,11 @@ EPILOG = """examples:
   ray job submit --working-dir . -- python jobs/annotate.py --input 's3://...' --output s3://...
 
 exit status: 0 all inputs committed (or already done); 1 some input failed or did not complete;
-2 bad options."""
+2 bad options, missing/unreachable model or input; 3 the output already holds a requested label
+set made by another model or another content of the label set (nothing was run: use a new
+--output, a new label-set version, or --reannotate)."""
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_MISMATCH = 0, 1, 2, 3
 
 
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -56,6 +60,12 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         help="label set: built-in name, YAML path/URL, or pre-embedded bank (.safetensors); repeatable (default: biomed)",
     )
     m.add_argument("--threshold", type=float, default=None, help="override every label's threshold (recorded in the label-set version)")
+    m.add_argument(
+        "--reannotate",
+        action="store_true",
+        help="when the output holds a requested label set made by another model or label-set content: replace its "
+        "entities for these inputs in a new commit (current_entities: only the new rows; the entities history keeps both)",
+    )
     m.add_argument("--device", default=None, help="torch device of the model workers (default: cuda if available)")
     m.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32", help="model precision (default fp32)")
 
@@ -107,6 +117,7 @@ def config_from_args(args: argparse.Namespace) -> AnnotateConfig:
         precision=args.precision,
         run_id=args.run_id,
         verify_md5=args.verify_md5,
+        reannotate=getattr(args, "reannotate", False),
         progress=args.progress,
         log_every_s=args.log_every_s,
         fault=args.fault or os.environ.get(FAULT_ENV) or None,
@@ -155,16 +166,20 @@ def run_from_args(args: argparse.Namespace, *, connect: str) -> int:
             ray.init(include_dashboard=False, runtime_env=runtime_env)
 
     from biogliner.model import CheckpointError
+    from biogliner.pipeline.plan import CommittedWithOtherModel
     from biogliner.pipeline.runner import annotate
 
     try:
         summary = annotate(config, ensure_ray=ensure_ray)
+    except CommittedWithOtherModel as exc:
+        print(f"biogliner annotate: {exc}", file=sys.stderr)
+        return EXIT_MISMATCH
     except (ValueError, FileNotFoundError, CheckpointError) as exc:  # bad label set, no input, mismatched bank...
         print(f"biogliner annotate: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except ConnectionError as exc:
         hint = "start one (ray start --head) or use `biogliner annotate`" if connect == "cluster" else "check RAY_ADDRESS"
         print(f"biogliner annotate: cannot reach Ray ({exc}); {hint}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     print(summary.render())
-    return 0 if summary.ok else 1
+    return EXIT_OK if summary.ok else EXIT_FAILED

@@ -38,6 +38,7 @@ class BankInfo:
     label_set_id: str
     model: str  # fingerprint
     labels: tuple[str, ...]
+    content_hash: str | None = None  # LabelSet.content_hash(), recorded in the manifest
 
 
 @dataclass
@@ -59,8 +60,11 @@ class Committed:
 
 
 class Committer:
-    def __init__(self, store: Store, items: list[InputFile], banks: list[BankInfo], run_id: str, faults: Faults | None = None):
+    def __init__(
+        self, store: Store, items: list[InputFile], banks: list[BankInfo], run_id: str, faults: Faults | None = None, scoring: dict | None = None
+    ):
         self.store = store
+        self.scoring = dict(scoring or {})  # recorded with each label set's commit
         self.items = {(i.source, i.input): i for i in items}
         self.banks = banks
         self.run_id = run_id
@@ -147,14 +151,22 @@ class Committer:
             label_sets[bank.label_set_id] = LabelSetCommit(
                 run_id=self.run_id,
                 model=bank.model,
+                content_hash=bank.content_hash,
                 files=files,
                 counts={"entities": table.num_rows, "passages": len(p.seen), "per_label": per_set[bank.label_set_id]},
                 timings={"ner_wall_s": round(t0 - p.first_seen, 3)},
+                scoring=self.scoring,
             )
         self.faults.hit("driver.before_commit")
         previous = self.store.read_entry(item.source, item.input)
+        superseded: dict[str, list[LabelSetCommit]] = {}
         if previous is not None and previous.status == "committed" and previous.same_input(item.size, item.etag, item.md5):
-            # only some label sets were missing: keep the others
+            # only some label sets were missing (or are re-annotated): keep the others
+            superseded = {k: list(v) for k, v in previous.superseded.items()}
+            for ls_id, old in previous.label_sets.items():
+                new = label_sets.get(ls_id)
+                if new is not None and (old.model, old.content_hash) != (new.model, new.content_hash):
+                    superseded.setdefault(ls_id, []).append(old)  # --reannotate: history keeps it
             label_sets = {**previous.label_sets, **label_sets}
         entry = ManifestEntry(
             input=item.input,
@@ -168,6 +180,7 @@ class Committer:
             md5=item.md5,
             error=end["error"],
             label_sets=label_sets,
+            superseded=superseded,
             versions=self.versions,
             timings={**end["timings"], "write_entities_s": round(time.perf_counter() - t0, 3)},
         )

@@ -75,6 +75,7 @@ class AnnotateConfig:
     verify_md5: bool = True
     progress: Progress = "auto"
     log_every_s: float = 30.0
+    reannotate: bool = False  # replace label sets committed with another model/content (see biogliner.pipeline.plan)
     fault: str | None = None  # fault-injection spec for tests (see biogliner.pipeline.faults)
     fault_dir: str | None = None
 
@@ -159,4 +160,5 @@ class AnnotateConfig:
             "precision": self.precision,
             "run_id": self.run_id,
             "verify_md5": self.verify_md5,
+            "reannotate": self.reannotate,
         }

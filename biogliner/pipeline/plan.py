@@ -6,12 +6,22 @@ parse is committed but which lacks a requested label set is re-run for the missi
 (the parse tables are re-derived and replace the entry's parse section with identical content).
 No Ray here: the plan runs on the driver before any cluster work, so a finished job reruns in
 seconds.
+
+What a label set's entities were made with is part of what is committed: the checkpoint's
+fingerprint and the label set's content hash (prompts, thresholds, decoding flags; see
+:meth:`biogliner.labels.LabelSet.content_hash`). Given what this run would use, the plan compares
+them with EVERY commit of the requested label sets in the output (not only this run's inputs: one
+label set made by two models would mix in ``current_entities``) and raises
+:class:`CommittedWithOtherModel` on a difference, unless ``reannotate``: then the differing
+inputs are re-run for those label sets (their old commits move to the manifest's ``superseded``
+history) — only when every one of them is an input of this run.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -44,6 +54,7 @@ class InputFile:
 class Plan:
     todo: list[InputFile] = field(default_factory=list)
     done: list[InputFile] = field(default_factory=list)  # already committed: skipped
+    reannotated: dict[str, int] = field(default_factory=dict)  # label set id -> inputs whose commit --reannotate replaces
 
     @property
     def total(self) -> int:
@@ -131,8 +142,85 @@ def expand_inputs(inputs: tuple[str, ...], storage_options=None) -> list[str]:
     return urls
 
 
-def make_plan(inputs: tuple[str, ...], store, label_set_ids: list[str], storage_options=None, *, threads: int = 16) -> Plan:
-    """Expand and identify the inputs, then compare with the manifest of ``store``."""
+class CommittedWithOtherModel(ValueError):
+    """The output already holds a requested label set made by another model or another content
+    of the label set. Nothing was run; the message names both fingerprints and the choices."""
+
+
+@dataclass(frozen=True)
+class _Conflict:
+    source: str
+    input: str
+    label_set: str
+    model: str
+    content_hash: str | None
+
+
+def find_conflicts(entries, expected: dict[str, str], fingerprint: Callable[[], str]) -> list[_Conflict]:
+    """Commits of the label sets in ``expected`` (id -> content hash) made with another model or
+    content. ``fingerprint`` is called only when some entry holds one of those label sets."""
+    held = [(e, i, ls) for e in entries for i, ls in e.label_sets.items() if i in expected]
+    if not held:
+        return []
+    fp = fingerprint()
+    return [
+        _Conflict(e.source, e.input, i, ls.model, ls.content_hash)
+        for e, i, ls in held
+        if ls.model != fp or ls.content_hash != expected[i]
+    ]
+
+
+def conflict_message(store_url: str, conflicts: list[_Conflict], fp: str, expected: dict[str, str], *, outside: bool = False) -> str:
+    """One message: per label set, what is committed and what this run would use, and the choices."""
+    lines = []
+    for ls_id in sorted({c.label_set for c in conflicts}):
+        mine = [c for c in conflicts if c.label_set == ls_id]
+        committed = sorted({(c.model, c.content_hash or "not recorded") for c in mine})
+        lines.append(f"label set {ls_id}:")
+        for model, h in committed:
+            n = [c for c in mine if (c.model, c.content_hash or "not recorded") == (model, h)]
+            eg = ", ".join(f"{c.source}/{c.input}" for c in n[:3]) + (", ..." if len(n) > 3 else "")
+            lines.append(f"  committed: model fingerprint {model}, label-set content {_short(h)} ({len(n)} input(s): {eg})")
+        lines.append(f"  this run:  model fingerprint {fp}, label-set content {_short(expected[ls_id])}")
+    if outside:
+        head = (
+            f"--reannotate replaces a label set's entities only for the inputs of this run, but other inputs in "
+            f"{store_url} hold these label sets from another model or label-set content (listed below): add them "
+            "to --input so that current_entities never mixes two models for one label set, or choose a new output "
+            "or a new label-set version. Nothing was run."
+        )
+    else:
+        head = (
+            f"{store_url} already holds entities of a requested label set made by another model or another "
+            "content of the label set (listed below); nothing was run. Choose one: write to a new --output; "
+            "give the changed label set a new version (its name@version); or pass --reannotate to replace that "
+            "label set's entities for these inputs in a new commit (current_entities then holds only this "
+            "run's rows for it; the replaced rows stay in the `entities` history)."
+        )
+    return head + "\n" + "\n".join(lines)
+
+
+def _short(h: str) -> str:
+    return h[:16] if len(h) == 64 else h
+
+
+def make_plan(
+    inputs: tuple[str, ...],
+    store,
+    label_set_ids: list[str],
+    storage_options=None,
+    *,
+    threads: int = 16,
+    expected: dict[str, str] | None = None,
+    fingerprint: Callable[[], str] | None = None,
+    reannotate: bool = False,
+) -> Plan:
+    """Expand and identify the inputs, then compare with the manifest of ``store``.
+
+    ``expected`` (label set id -> content hash) and ``fingerprint`` (called at most once, only
+    when the output holds one of those label sets) turn on the model/label-set comparison; see the
+    module docstring. Raises :class:`CommittedWithOtherModel`.
+    """
     urls = expand_inputs(inputs, storage_options)
     with ThreadPoolExecutor(max(1, min(threads, len(urls)))) as pool:
         files = list(pool.map(lambda u: identify(u, storage_options), urls))
@@ -143,12 +231,32 @@ def make_plan(inputs: tuple[str, ...], store, label_set_ids: list[str], storage_
             raise ValueError(f"two inputs share the partition {f.source}/{f.input}: {seen[key]} and {f.url}")
         seen[key] = f.url
     store.fs.invalidate_cache()  # a long-lived process may hold stale listings (s3fs dircache)
-    entries = {(e.source, e.input): e for e in store.entries()}
+    all_entries = store.entries()
+    entries = {(e.source, e.input): e for e in all_entries}
     plan = Plan()
+    redo: dict[tuple[str, str], set[str]] = {}
+    if expected is not None:
+        if fingerprint is None:
+            raise TypeError("make_plan: expected needs fingerprint")
+        conflicts = find_conflicts(all_entries, expected, fingerprint)
+        if conflicts:
+            fp = fingerprint()
+            if not reannotate:
+                raise CommittedWithOtherModel(conflict_message(store.root_url, conflicts, fp, expected))
+            outside = [c for c in conflicts if (c.source, c.input) not in seen]
+            if outside:
+                raise CommittedWithOtherModel(conflict_message(store.root_url, outside, fp, expected, outside=True))
+            for c in conflicts:
+                redo.setdefault((c.source, c.input), set()).add(c.label_set)
+                plan.reannotated[c.label_set] = plan.reannotated.get(c.label_set, 0) + 1
+            log.warning(
+                "--reannotate: replacing %s", ", ".join(f"{k} on {n} input(s)" for k, n in sorted(plan.reannotated.items()))
+            )
     for f in files:
         entry = entries.get((f.source, f.input))
         if entry is not None and entry.status == "committed" and entry.same_input(f.size, f.etag, f.md5):
-            missing = tuple(ls for ls in label_set_ids if ls not in entry.label_sets)
+            again = redo.get((f.source, f.input), set())
+            missing = tuple(ls for ls in label_set_ids if ls not in entry.label_sets or ls in again)
             if not missing:
                 plan.done.append(f)
                 continue

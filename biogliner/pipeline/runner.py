@@ -2,8 +2,11 @@
 
 :func:`annotate` is the library entrypoint. It never starts Ray: when there is work to do it
 calls ``ensure_ray()`` (given by the CLI/job script) and expects Ray to be initialised after it.
-A finished job reruns without Ray and without loading the model (the plan sees everything
-committed).
+Before Ray, on the driver: the plan (which compares the model's fingerprint and each label
+set's content hash with what the output holds, see :mod:`biogliner.pipeline.plan`), then, when
+there is work, the model loaded on CPU and the label banks prepared. A missing or unreachable
+model, a bad bank or a model/label-set mismatch stops the run before Ray starts. A finished job
+reruns without Ray (reading the weights only to fingerprint them).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from biogliner import io as bio
 from biogliner.pipeline.banks import prepare_banks, resolve_label_sets
 from biogliner.pipeline.commit import BankInfo, Committer
 from biogliner.pipeline.config import AnnotateConfig
+from biogliner.pipeline.driver_model import DriverModel
 from biogliner.pipeline.faults import Faults
 from biogliner.pipeline.parse import ParseParams, parse_datasource
 from biogliner.pipeline.plan import make_plan
@@ -36,16 +40,32 @@ def annotate(config: AnnotateConfig, *, ensure_ray: Callable[[], None] | None = 
     store = Store(config.output, storage_options)
     sources = resolve_label_sets(config.labels, config.threshold, config.storage_options)
     set_ids = [s.id for s in sources]
-    plan = make_plan(config.inputs, store, set_ids, config.storage_options)
+    model = DriverModel(config.model, revision=config.model_revision, cache_dir=config.cache_dir, storage_options=config.storage_options)
+    plan = make_plan(
+        config.inputs,
+        store,
+        set_ids,
+        config.storage_options,
+        expected={s.id: s.label_set.content_hash() for s in sources},
+        fingerprint=model.fingerprint,
+        reannotate=config.reannotate,
+    )
     summary = RunSummary.start(config, started)
     summary.files_total = plan.total
     summary.files_skipped = len(plan.done)
     log.info("plan: %d input file(s), %d already committed, %d to do", plan.total, len(plan.done), len(plan.todo))
     try:
         if plan.todo:
+            t_banks = time.perf_counter()
+            encoder = model.load()  # before Ray: a missing/unreachable model fails in seconds
+            bank_dir = bio.join(config.output, "_runs", config.run_id, "banks")
+            bank_urls, fingerprint = prepare_banks(sources, config.model, bank_dir, storage_options=config.storage_options, encoder=encoder)
+            del encoder
+            summary.model_fingerprint = fingerprint
+            summary.timings["banks_s"] = round(time.perf_counter() - t_banks, 3)
             if ensure_ray is not None:
                 ensure_ray()
-            _execute(config, store, plan, sources, summary, storage_options)
+            _execute(config, store, plan, sources, summary, storage_options, bank_urls, fingerprint)
     except BaseException as exc:  # saved in the run summary, then re-raised: committed inputs stay committed
         summary.fatal = f"{type(exc).__name__}: {exc}"
         raise
@@ -55,22 +75,15 @@ def annotate(config: AnnotateConfig, *, ensure_ray: Callable[[], None] | None = 
     return summary
 
 
-def _execute(config, store, plan, sources, summary: RunSummary, storage_options) -> None:
+def _execute(config, store, plan, sources, summary: RunSummary, storage_options, bank_urls, fingerprint) -> None:
     import ray
 
     if not ray.is_initialized():
         raise RuntimeError("annotate: Ray is not initialised (the CLI/job script starts or connects to it)")
     from ray.data import DataContext
 
-    bank_dir = bio.join(config.output, "_runs", config.run_id, "banks")
     if bio.protocol_of(config.output) == "file" and not _local_cluster(ray):
         raise ValueError(f"output {config.output!r} is a local path but Ray is a multi-node cluster: use an object-store URL")
-    t_banks = time.perf_counter()
-    bank_urls, fingerprint = prepare_banks(
-        sources, config.model, bank_dir, revision=config.model_revision, cache_dir=config.cache_dir, storage_options=config.storage_options
-    )
-    summary.model_fingerprint = fingerprint
-    summary.timings["banks_s"] = round(time.perf_counter() - t_banks, 3)
 
     bars = config.progress == "bars" or (config.progress == "auto" and sys.stderr.isatty())
     ctx = DataContext.get_current()
@@ -103,7 +116,7 @@ def _run_dataset(config, store, items, sources, summary, storage_options, bank_u
     # AWS_ENDPOINT_URL reaching them
     in_opts = {bio.protocol_of(i.url): bio.resolve_storage_options(i.url, config.storage_options) for i in items}
     model_opts = bio.resolve_storage_options(config.model, config.storage_options) if "://" in config.model else None
-    banks = [BankInfo(s.id, fingerprint, tuple(spec.name for spec in s.label_set.labels)) for s in sources]
+    banks = [BankInfo(s.id, fingerprint, tuple(spec.name for spec in s.label_set.labels), s.label_set.content_hash()) for s in sources]
     has_gpus = ray.cluster_resources().get("GPU", 0) > 0
     gpus = config.gpus_per_worker if config.gpus_per_worker is not None else (1.0 if has_gpus else 0.0)
 

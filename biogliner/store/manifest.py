@@ -51,9 +51,13 @@ class LabelSetCommit:
 
     run_id: str
     model: str  # checkpoint fingerprint
+    content_hash: str | None = None  # LabelSet.content_hash() (None: written before it was recorded)
     files: list[str] = field(default_factory=list)  # relpaths
     counts: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    # what besides model, label set and input changes scores: batch size, precision, device...
+    # (biogliner/pipeline/batching.py); empty: written before it was recorded
+    scoring: dict[str, Any] = field(default_factory=dict)
     committed_at: str = field(default_factory=utc_now)
 
 
@@ -70,6 +74,9 @@ class ManifestEntry:
     md5: str | None = None
     error: str | None = None
     label_sets: dict[str, LabelSetCommit] = field(default_factory=dict)
+    # label-set commits replaced by ``--reannotate`` (another model or label-set content), oldest
+    # first: their files stay visible in the ``entities`` history, never in ``current_entities``
+    superseded: dict[str, list[LabelSetCommit]] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     committed_at: str = field(default_factory=utc_now)
@@ -84,6 +91,7 @@ class ManifestEntry:
             raw = json.loads(text)
             raw["parse"] = ParseCommit(**raw["parse"])
             raw["label_sets"] = {k: LabelSetCommit(**v) for k, v in raw.get("label_sets", {}).items()}
+            raw["superseded"] = {k: [LabelSetCommit(**c) for c in v] for k, v in raw.get("superseded", {}).items()}
             return cls(**raw)
         except (ValueError, KeyError, TypeError) as exc:
             raise StoreError(f"{where}: unreadable manifest entry ({exc})") from exc
@@ -97,8 +105,9 @@ class ManifestEntry:
         return size is not None and size == self.size
 
     def relpaths(self, table: str) -> list[str]:
-        if table == layout.ENTITY_TABLE:
-            return [p for ls in self.label_sets.values() for p in ls.files]
+        if table == layout.ENTITY_TABLE:  # current label-set commits, then the superseded ones
+            old = [p for commits in self.superseded.values() for ls in commits for p in ls.files]
+            return [p for ls in self.label_sets.values() for p in ls.files] + old
         return list(self.parse.files.get(table, []))
 
 

@@ -63,7 +63,8 @@ class Snapshot:
     files: dict[str, list[str]]  # table -> paths (local) or URLs of the committed Parquet files
     input_order: tuple[tuple[str, str, int], ...]  # (source, input partition, file rank), PubMed
     committed: tuple[tuple[str, str, str], ...] = ()  # (source, input, run_id) of parse tables
-    committed_entities: tuple[tuple[str, str, str, str], ...] = ()  # (source, input, label_set, run_id)
+    committed_entities: tuple[tuple[str, str, str, str], ...] = ()  # (source, input, label_set, run_id), history included
+    current_label_sets: tuple[tuple[str, str, str, str], ...] = ()  # the same, current commits only
     warnings: tuple[str, ...] = field(default=())
 
 
@@ -107,7 +108,7 @@ def snapshot(store: Store) -> Snapshot:
     committed = tuple(
         sorted({(e.source, layout.safe_name(e.input), e.parse.run_id) for e in entries if e.parse.files})
     )
-    committed_entities = tuple(
+    current_label_sets = tuple(
         sorted(
             (e.source, layout.safe_name(e.input), ls_id, ls.run_id)
             for e in entries
@@ -115,6 +116,14 @@ def snapshot(store: Store) -> Snapshot:
             if ls.files
         )
     )
+    superseded = {
+        (e.source, layout.safe_name(e.input), ls_id, ls.run_id)
+        for e in entries
+        for ls_id, commits in e.superseded.items()
+        for ls in commits
+        if ls.files
+    }
+    committed_entities = tuple(sorted(set(current_label_sets) | superseded))
     return Snapshot(
         root_url=store.root_url,
         local=store.local,
@@ -123,6 +132,7 @@ def snapshot(store: Store) -> Snapshot:
         input_order=order,
         committed=committed,
         committed_entities=committed_entities,
+        current_label_sets=current_label_sets,
         warnings=warnings,
     )
 
@@ -255,7 +265,20 @@ FROM documents d JOIN winners w
         on = " AND ".join(f"t.{q(k)} = c.{q(k)}" for k in follow_keys(table))
         return f"SELECT {cols}\nFROM {table} t JOIN current_documents c\n  ON {on}"
 
-    return {"current_documents": pubmed, "current_passages": follow("passages"), "current_entities": follow("entities")}
+    # entities: only each (input, label set)'s current commit; rows that --reannotate replaced
+    # (another model or label-set content) stay in `entities`, the history, never here
+    on_ls = " AND ".join(f"t.{q(k)} = l.{q(k)}" for k in ("source", "input", "label_set", "run_id"))
+    entities = follow("entities") + f"\nJOIN {LABEL_SETS_RELATION} l\n  ON {on_ls}"
+    return {"current_documents": pubmed, "current_passages": follow("passages"), "current_entities": entities}
+
+
+LABEL_SETS_RELATION = "biogliner_current_label_sets"
+_LABEL_SET_COLUMNS = ("source", "input", "label_set", "run_id")
+
+
+def _label_sets_relation(d: _Dialect, snap: Snapshot) -> str:
+    s = _TYPES[d.types]["string"]
+    return d.values(snap.current_label_sets, [(c, s) for c in _LABEL_SET_COLUMNS])
 
 
 def _order_relation(d: _Dialect, snap: Snapshot) -> str:
@@ -273,9 +296,10 @@ def statements(snap: Snapshot, dialect: str, base: Callable[[str], str | None], 
         body = d.empty(table) if rel is None else _base_select(d, table, rel)
         out.append((table, f"CREATE OR REPLACE VIEW {table} AS\n{body}"))
     order = order_relation or _order_relation(d, snap)
-    if order_relation is None:
+    if order_relation is None:  # a script: the helper relations are views of literal rows
         out.append(("biogliner_input_order", f"CREATE OR REPLACE VIEW biogliner_input_order AS\n{order}"))
         order = "biogliner_input_order"
+        out.append((LABEL_SETS_RELATION, f"CREATE OR REPLACE VIEW {LABEL_SETS_RELATION} AS\n{_label_sets_relation(d, snap)}"))
     for name, body in _current_sql(d, order).items():
         out.append((name, f"CREATE OR REPLACE VIEW {name} AS\n{body}"))
     return out
@@ -401,22 +425,28 @@ def manifest_tables(entries) -> tuple[pa.Table, pa.Table]:
                         ("error", pa.string()), ("run_id", pa.string()), ("committed_at", pa.string()),
                         ("size", pa.int64()), ("etag", pa.string()), ("md5", pa.string()),
                         ("label_sets", pa.list_(pa.string())), ("counts", pa.string())])
-    ls_rows = [
-        {
+    def ls_row(e, ls_id, ls, current: bool) -> dict:
+        return {
             "source": e.source,
             "input": e.input,
             "label_set": ls_id,
             "model": ls.model,
+            "content_hash": ls.content_hash,
+            "current": current,
             "run_id": ls.run_id,
             "committed_at": ls.committed_at,
             "counts": json.dumps(ls.counts, sort_keys=True, default=str),
         }
+
+    ls_rows = [
+        row
         for e in entries
-        for ls_id, ls in sorted(e.label_sets.items())
+        for row in [ls_row(e, i, ls, True) for i, ls in sorted(e.label_sets.items())]
+        + [ls_row(e, i, ls, False) for i, commits in sorted(e.superseded.items()) for ls in commits]
     ]
     ls_schema = pa.schema([("source", pa.string()), ("input", pa.string()), ("label_set", pa.string()),
-                           ("model", pa.string()), ("run_id", pa.string()), ("committed_at", pa.string()),
-                           ("counts", pa.string())])
+                           ("model", pa.string()), ("content_hash", pa.string()), ("current", pa.bool_()),
+                           ("run_id", pa.string()), ("committed_at", pa.string()), ("counts", pa.string())])
     return pa.Table.from_pylist(rows, schema=schema), pa.Table.from_pylist(ls_rows, schema=ls_schema)
 
 
@@ -433,6 +463,10 @@ def register(con, store: Store, snap: Snapshot | None = None) -> Snapshot:
         }
     )
     con.register("biogliner_input_order", order)
+    con.register(
+        LABEL_SETS_RELATION,
+        pa.table({c: pa.array([r[i] for r in snap.current_label_sets], pa.string()) for i, c in enumerate(_LABEL_SET_COLUMNS)}),
+    )
     d = _Dialect("duckdb")
     if snap.local:
 
