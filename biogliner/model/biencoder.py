@@ -21,14 +21,15 @@ import torch
 
 from biogliner.labels import LabelSet
 from biogliner.model.checkpoint import fingerprint as compute_fingerprint
-from biogliner.model.checkpoint import build_net, load_state_dict, resolve
+from biogliner.model.checkpoint import build_net, load_state_dict, locate_labels_tokenizer, resolve
 from biogliner.model.config import ModelConfig
-from biogliner.model.decode import BankSlice, candidates, greedy
+from biogliner.model.decode import BankSlice, decode_batch
 from biogliner.model.errors import CheckpointError, LabelBankError
 from biogliner.model.labelbank import LabelBank
+from biogliner.model.labels_tokenizer import Located
 from biogliner.model.network import BiEncoderNet
 from biogliner.model.onnx_encoder import Backend, check_backend, use_onnx
-from biogliner.model.preprocess import EncodedText, Preprocessor, load_tokenizer
+from biogliner.model.preprocess import Batch, EncodedText, Preprocessor, collate, load_tokenizer
 from biogliner.schema import Entity
 
 logger = logging.getLogger(__name__)
@@ -75,10 +76,16 @@ class BiEncoder:
         precision: Precision = "fp32",
         cache_dir: str | None = None,
         storage_options: dict | None = None,
+        labels_tokenizer: str | None = None,
         backend: Backend = "torch",
     ) -> BiEncoder:
+        """Load checkpoint ``ref`` (hub id, local directory or fsspec URL). ``labels_tokenizer``: a
+        directory, URL or hub id of the labels tokenizer, for checkpoints without ``labels_tokenizer/``
+        (default ``$BIOGLINER_LABELS_TOKENIZER``, else the ``labels_encoder`` id through the local
+        Hugging Face cache and the hub; see :mod:`biogliner.model.labels_tokenizer`)."""
         directory = resolve(ref, revision=revision, cache_dir=cache_dir, storage_options=storage_options)
-        return cls.from_directory(directory, device=device, precision=precision, source=ref, backend=backend)
+        lt = locate_labels_tokenizer(directory, labels_tokenizer, cache_dir=cache_dir, storage_options=storage_options)
+        return cls.from_directory(directory, device=device, precision=precision, source=ref, labels_tokenizer=lt, backend=backend)
 
     @classmethod
     def from_directory(
@@ -88,6 +95,7 @@ class BiEncoder:
         device: str | None = None,
         precision: Precision = "fp32",
         source: str | None = None,
+        labels_tokenizer: str | Path | Located | None = None,
         backend: Backend = "torch",
     ) -> BiEncoder:
         """``backend``: ``torch`` (default), ``onnx`` or ``onnx-int8`` (CPU text encoder through
@@ -96,9 +104,14 @@ class BiEncoder:
         config = ModelConfig.from_file(directory / "gliner_config.json")
         state, weights_file = load_state_dict(directory)
         preprocessor = Preprocessor(config, load_tokenizer(directory), source=str(directory))
-        labels_tokenizer = load_tokenizer(directory, "labels_tokenizer")
+        if not isinstance(labels_tokenizer, Located):
+            labels_tokenizer = locate_labels_tokenizer(directory, labels_tokenizer)
+        logger.info("labels tokenizer of %s from %s", source or directory, labels_tokenizer.origin)
+        lt_dir = labels_tokenizer.path
+        preprocessor.log_budget()
+        labels_tokenizer = load_tokenizer(lt_dir)
         net = build_net(config, state, weights_file)
-        fp = compute_fingerprint(config.canonical_json(), state, directory)
+        fp = compute_fingerprint(config.canonical_json(), state, directory, lt_dir)
         del state
         if device is None:
             device = "cuda" if torch.cuda.is_available() and backend == "torch" else "cpu"
@@ -148,7 +161,14 @@ class BiEncoder:
         with torch.inference_mode(), self._autocast():
             for lo in range(0, len(items), batch_size):
                 batch = items[lo : lo + batch_size]
-                self._run_batch(encoded, batch, slices, q, r, thresholds, found)
+                chunks = collate(encoded, batch, self._pad_id)
+                logits = self.forward(chunks, q, r)
+                accepted = decode_batch(logits, thresholds, chunks, slices)
+                for row, (t, c) in enumerate(batch):
+                    enc = encoded[t]
+                    found[(t, c)] = [
+                        _entities(enc, enc.chunk_word_offsets[c], acc, sl.names) for acc, sl in zip(accepted[row], slices)
+                    ]
         for t, e in enumerate(encoded):
             for c in range(e.n_chunks):  # chunks in text order: entities come out sorted by start
                 for b, ents in enumerate(found.get((t, c), ())):
@@ -180,56 +200,16 @@ class BiEncoder:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=_DTYPES[self.precision])
 
-    def _run_batch(self, encoded, batch, slices, q, r, thresholds, found) -> None:
-        ids = [encoded[t].chunk_input_ids[c] for t, c in batch]
-        wts = [encoded[t].chunk_word_tokens[c] for t, c in batch]
-        n_tok = max(len(x) for x in ids)
-        input_ids = np.full((len(batch), n_tok), self._pad_id, dtype=np.int64)
-        for row, x in enumerate(ids):
-            input_ids[row, : len(x)] = x
-        lengths = np.array([len(x) for x in ids])
-        attention = (np.arange(n_tok)[None, :] < lengths[:, None]).astype(np.int64)
-        n_words = np.array([len(w) for w in wts])
-        row_start = np.concatenate([[0], np.cumsum(n_words)[:-1]])  # each row's first word, flat
-        # each word's first subtoken in the flattened [B * T] tokens; words left in its chunk
-        flat_pos = np.concatenate([row * n_tok + np.asarray(w, dtype=np.int64) for row, w in enumerate(wts)])
-        room = np.concatenate([np.arange(n, 0, -1) for n in n_words])
+    def forward(self, chunks: Batch, q: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        """Span logits [N, K, C] over the batch's flat words (see :class:`~biogliner.model.network.SpanHead`)."""
         dev = self.device
-        logits = self.net.span_logits(
-            torch.from_numpy(input_ids).to(dev),
-            torch.from_numpy(attention).to(dev),
-            torch.from_numpy(flat_pos).to(dev),
+        return self.net.span_logits(
+            torch.from_numpy(chunks.input_ids).to(dev),
+            torch.from_numpy(chunks.attention_mask).to(dev),
+            torch.from_numpy(chunks.flat_pos).to(dev),
             q,
             r,
         )
-        words, widths, labels, scores = candidates(logits, thresholds, torch.from_numpy(room))
-        bank_of = np.empty(int(q.shape[0]), dtype=np.int64)
-        for b, sl in enumerate(slices):
-            bank_of[sl.offset : sl.offset + sl.size] = b
-        rows = np.searchsorted(row_start, words, side="right") - 1
-        # Group candidates by (row, bank) with a stable sort: each group keeps (word, width, label)
-        # order, as greedy decoding needs. Only non-empty groups reach Python.
-        group = rows * len(slices) + bank_of[labels]
-        order = np.argsort(group, kind="stable")
-        group = group[order]
-        cuts = np.flatnonzero(np.diff(group)) + 1
-        per_row: list[list[list[Entity]]] = [[[] for _ in slices] for _ in batch]
-        for idx in np.split(order, cuts) if len(order) else ():
-            row, b = int(rows[idx[0]]), int(bank_of[labels[idx[0]]])
-            sl = slices[b]
-            t, c = batch[row]
-            enc = encoded[t]
-            accepted = greedy(
-                words[idx] - row_start[row],
-                widths[idx],
-                labels[idx] - sl.offset,
-                scores[idx],
-                flat_ner=sl.flat_ner,
-                multi_label=sl.multi_label,
-            )
-            per_row[row][b] = _entities(enc, enc.chunk_word_offsets[c], accepted, sl.names)
-        for row, tc in enumerate(batch):
-            found[tc] = per_row[row]
 
 
 def _entities(enc: EncodedText, base: int, accepted, names: tuple[str, ...]) -> list[Entity]:

@@ -7,8 +7,12 @@ biogliner state-dict key map (:func:`map_key`, :data:`IGNORED_PREFIXES`) and str
   the URL and the remote listing (names, sizes, ETags/mtimes), so a changed checkpoint gets a new
   entry. Concurrent actors are safe: a file lock serialises downloads of one key, and each
   download goes to a temporary directory that is atomically renamed into place when complete;
-- hub id (``owner/name``, optional ``revision``): ``huggingface_hub.snapshot_download`` (honours
-  ``HF_HUB_OFFLINE`` and the usual HF cache; a missing network is a clear :class:`CheckpointError`).
+- hub id (``owner/name``, optional ``revision``): the local HF cache when ``HF_HUB_OFFLINE`` is set,
+  else ``huggingface_hub.snapshot_download`` (see :mod:`biogliner.model.hub`); failing both, a
+  :class:`CheckpointError` pointing at the README's "Offline" section.
+
+A URL holding a ``biogliner-manifest.json`` (``biogliner model mirror``) is checked against it
+after download; a prefix still marked as an upload in progress is refused.
 
 Weights are read with ``safetensors`` or ``torch.load(weights_only=True)``, never unpickled freely.
 """
@@ -24,7 +28,11 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from biogliner.model import hub
 from biogliner.model.errors import CheckpointError
+from biogliner.model.labels_tokenizer import TOKENIZER_FILES, Located, locate
+from biogliner.model.manifest import INCOMPLETE, MANIFEST
+from biogliner.model.manifest import verify as verify_manifest
 
 if TYPE_CHECKING:  # pragma: no cover
     from biogliner.model.config import ModelConfig
@@ -33,18 +41,7 @@ if TYPE_CHECKING:  # pragma: no cover
 logger = logging.getLogger(__name__)
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
-# Files (besides config and weights) that change what the model computes: they enter the fingerprint.
-TOKENIZER_FILES = (
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "added_tokens.json",
-    "vocab.txt",
-    "vocab.json",
-    "merges.txt",
-    "spm.model",
-    "sentencepiece.bpe.model",
-)
+# TOKENIZER_FILES (besides config and weights) change what the model computes: they enter the fingerprint.
 _HUB_PATTERNS = ["*.json", "*.safetensors", "*.bin", "*.txt", "*.model", "labels_tokenizer/*"]
 
 
@@ -79,26 +76,35 @@ def resolve(
 
 
 def _fetch_hub(repo_id: str, revision: str | None, cache_dir: str | None) -> Path:
+    """The hub snapshot of ``repo_id``: from the hub, or from the local HF cache when offline or
+    when the hub fails (the hub client's own behaviour, decided here at call time)."""
+    caches = [Path(cache_dir)] if cache_dir else [hub.cache_dir()]
+    cached = hub.cached_snapshot(repo_id, caches, revision=revision or "main", needs_any=("gliner_config.json",))
+    if cached is not None and hub.offline():
+        return cached
     try:
-        from huggingface_hub import snapshot_download
-    except ImportError:  # pragma: no cover - huggingface_hub ships with transformers
-        raise CheckpointError(f"{repo_id}: huggingface_hub is not installed; pass a local directory or URL") from None
-    try:
-        return Path(
-            snapshot_download(repo_id, revision=revision, cache_dir=cache_dir, allow_patterns=_HUB_PATTERNS)
-        )
-    except Exception as exc:  # the hub client raises many types (offline, 404, auth, network)
-        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
-        hint = " (HF_HUB_OFFLINE is set and it is not in the local HF cache)" if offline else ""
+        return hub.download(repo_id, revision=revision, cache=caches[0], allow_patterns=_HUB_PATTERNS)
+    except hub.HubError as exc:
+        if cached is not None:
+            logger.warning("%s: hub unavailable (%s); using the cached snapshot %s", repo_id, exc, cached)
+            return cached
+        where = "it is not in the local Hugging Face cache" if hub.offline() else "the hub did not provide it"
         raise CheckpointError(
-            f"{repo_id}{'@' + revision if revision else ''}: cannot fetch from the Hugging Face hub{hint}: "
-            f"{type(exc).__name__}: {exc}. Pass a local directory or an s3:// URL instead."
-        ) from exc
+            f"{repo_id}{'@' + revision if revision else ''}: cannot load this hub checkpoint: {where} ({exc}). "
+            f"Pass a local directory or an s3:// URL instead; {hub.OFFLINE_HINT}."
+        ) from None
 
 
 def _fetch_fsspec(url: str, cache_root: Path, storage_options: dict | None) -> Path:
+    return fetch_url_dir(url, cache_root, storage_options, required="gliner_config.json")
+
+
+def fetch_url_dir(url: str, cache_root, storage_options: dict | None, *, required: str | None) -> Path:
+    """A local copy of the directory at fsspec ``url`` (a checkpoint, or a tokenizer when
+    ``required`` is None), cached by URL and listing; checked against its manifest when it has one."""
     from biogliner import io as bio
 
+    cache_root = Path(cache_root) if cache_root else default_cache_dir()
     fs, root = bio.filesystem(url, storage_options)
     root = root.rstrip("/")
     try:
@@ -107,10 +113,15 @@ def _fetch_fsspec(url: str, cache_root: Path, storage_options: dict | None) -> P
         listing = {}
     files = {p: info for p, info in listing.items() if info.get("type", "file") != "directory"}
     if not files:
-        raise CheckpointError(f"{url}: no checkpoint files found there")
+        raise CheckpointError(f"{url}: no {'checkpoint ' if required else ''}files found there")
     rels = {p: p[len(root) :].lstrip("/") for p in files}
-    if "gliner_config.json" not in rels.values():
-        raise CheckpointError(f"{url}: no gliner_config.json at that prefix")
+    if INCOMPLETE in rels.values() and MANIFEST not in rels.values():
+        raise CheckpointError(
+            f"{url}: a mirror upload in progress or interrupted ({INCOMPLETE} and no {MANIFEST}); "
+            "wait for it, or run `biogliner model mirror` again"
+        )
+    if required and required not in rels.values():
+        raise CheckpointError(f"{url}: no {required} at that prefix")
     signature = json.dumps(
         sorted(
             (rels[p], info.get("size"), str(info.get("ETag") or info.get("etag") or info.get("mtime") or ""))
@@ -129,9 +140,13 @@ def _fetch_fsspec(url: str, cache_root: Path, storage_options: dict | None) -> P
         tmp = Path(tempfile.mkdtemp(prefix=f".{name}-{key}-", dir=cache_root))
         try:
             for p, rel in rels.items():
+                if rel == INCOMPLETE:
+                    continue
                 dest = tmp / rel
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 fs.get_file(p, str(dest))
+            if verify_manifest(tmp, url) is None:
+                logger.info("%s: no %s (not written by biogliner model mirror): completeness not checked", url, MANIFEST)
             (tmp / ".complete").write_text(url + "\n")
             if final.exists():  # a stale, incomplete entry (crash mid-rename is impossible: rename is atomic)
                 shutil.rmtree(final)
@@ -164,6 +179,29 @@ class _FileLock:
         if self.fd is not None:
             os.close(self.fd)  # closing releases the flock
             self.fd = None
+
+
+def locate_labels_tokenizer(
+    directory: Path,
+    override: str | os.PathLike | None = None,
+    *,
+    cache_dir: str | None = None,
+    storage_options: dict | None = None,
+    remote: bool = True,
+) -> Located:
+    """Where the labels tokenizer of the checkpoint in ``directory`` is (see
+    :mod:`biogliner.model.labels_tokenizer`): the ``labels_encoder`` id comes from its config."""
+    from biogliner.model.config import ModelConfig
+
+    labels_encoder = ModelConfig.from_file(Path(directory) / "gliner_config.json").raw.get("labels_encoder")
+    return locate(
+        Path(directory),
+        labels_encoder if isinstance(labels_encoder, str) else None,
+        override=None if override is None else str(override),
+        cache_dir=cache_dir,
+        storage_options=storage_options,
+        remote=remote,
+    )
 
 
 def load_state_dict(directory: Path) -> tuple[dict[str, Any], str]:
@@ -208,9 +246,11 @@ def _load_file(path: Path) -> dict[str, Any]:
     return state
 
 
-def fingerprint(config_json: str, state: dict[str, Any], directory: Path) -> str:
+def fingerprint(config_json: str, state: dict[str, Any], directory: Path, labels_tokenizer_dir: Path | None = None) -> str:
     """A stable identity of what the checkpoint computes: sha256 of the canonical config, every
-    tensor (name, dtype, shape, bytes; independent of the file format) and the tokenizer files."""
+    tensor (name, dtype, shape, bytes; independent of the file format) and the tokenizer files
+    (the labels tokenizer's from ``labels_tokenizer_dir``, default ``directory/labels_tokenizer``,
+    always hashed under the name ``labels_tokenizer/``: a mirror fingerprints like its source)."""
     import torch
 
     h = hashlib.sha256()
@@ -221,9 +261,10 @@ def fingerprint(config_json: str, state: dict[str, Any], directory: Path) -> str
         h.update(f"\0{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
         if t.numel():
             h.update(t.view(-1).view(torch.uint8).numpy().data)
-    for sub in ("", "labels_tokenizer/"):
+    dirs = {"": Path(directory), "labels_tokenizer/": Path(labels_tokenizer_dir or Path(directory) / "labels_tokenizer")}
+    for sub, base in dirs.items():
         for fname in TOKENIZER_FILES:
-            p = directory / sub / fname
+            p = base / fname
             if p.exists():
                 h.update(f"\0{sub}{fname}\0".encode())
                 h.update(p.read_bytes())

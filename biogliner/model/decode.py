@@ -15,6 +15,7 @@ vectorised pass over the whole batch; only the greedy loop runs in Python, over 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -97,3 +98,41 @@ def greedy(
                 accepted.append((s, e, int(labels[i]), float(scores[i])))
     accepted.sort(key=lambda t: t[0])
     return accepted
+
+
+def decode_batch(
+    logits: torch.Tensor, thresholds: torch.Tensor, batch, slices: Sequence[BankSlice]
+) -> list[list[list[tuple[int, int, int, float]]]]:
+    """Greedy decoding of a whole batch: ``out[row][bank]`` = accepted ``(start_word, end_word,
+    label_index, score)`` of that chunk under that bank (words relative to the chunk, labels
+    relative to the bank).
+
+    ``logits`` [N, K, C] over the batch's flat words, ``C`` the banks' labels concatenated as
+    ``slices`` says; ``batch`` has ``room`` and ``row_start`` (a :class:`~biogliner.model.preprocess.Batch`).
+    Candidates are grouped by (row, bank) with a stable sort, so each group keeps the (word, width,
+    label) order greedy decoding needs; only non-empty groups reach Python.
+    """
+    words, widths, labels, scores = candidates(logits, thresholds, torch.from_numpy(np.asarray(batch.room)))
+    row_start = np.asarray(batch.row_start)
+    out: list[list[list[tuple[int, int, int, float]]]] = [[[] for _ in slices] for _ in range(len(row_start))]
+    if not len(scores):
+        return out
+    bank_of = np.empty(sum(sl.size for sl in slices), dtype=np.int64)
+    for b, sl in enumerate(slices):
+        bank_of[sl.offset : sl.offset + sl.size] = b
+    rows = np.searchsorted(row_start, words, side="right") - 1
+    group = rows * len(slices) + bank_of[labels]
+    order = np.argsort(group, kind="stable")
+    cuts = np.flatnonzero(np.diff(group[order])) + 1
+    for idx in np.split(order, cuts):
+        row, b = int(rows[idx[0]]), int(bank_of[labels[idx[0]]])
+        sl = slices[b]
+        out[row][b] = greedy(
+            words[idx] - row_start[row],
+            widths[idx],
+            labels[idx] - sl.offset,
+            scores[idx],
+            flat_ner=sl.flat_ner,
+            multi_label=sl.multi_label,
+        )
+    return out

@@ -24,6 +24,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from biogliner.model.checkpoint import resolve
 from biogliner.model.config import ModelConfig
 from biogliner.model.errors import CheckpointError
@@ -68,7 +70,8 @@ class Preprocessor:
         self._backend.no_truncation()
         self._backend.no_padding()
         self.n_special = tokenizer.num_special_tokens_to_add(pair=False)
-        self.max_subwords = self._subword_limit() - self.n_special
+        limit, self.budget_reason = subword_budget(config, tokenizer)
+        self.max_subwords = limit - self.n_special
         self.max_words = config.max_len
         if self.max_subwords < 1:
             raise CheckpointError(f"{source}: tokenizer leaves no room for words ({self.max_subwords + self.n_special} tokens)")
@@ -81,22 +84,15 @@ class Preprocessor:
     @classmethod
     def from_directory(cls, directory: Path) -> Preprocessor:
         config = ModelConfig.from_file(directory / "gliner_config.json")
-        return cls(config, load_tokenizer(directory), source=str(directory))
+        pre = cls(config, load_tokenizer(directory), source=str(directory))
+        pre.log_budget()
+        return pre
 
-    def _subword_limit(self) -> int:
-        """Subwords per model input (special tokens included): the tokenizer's ``model_max_length``
-        (GLiNER truncates there) and, for absolute-position encoders, the position table."""
-        limits = []
-        mml = getattr(self.tokenizer, "model_max_length", None)
-        if isinstance(mml, int) and 0 < mml < 1_000_000:
-            limits.append(mml)
-        enc = self.config.encoder_config
-        absolute = enc.get("model_type") != "deberta-v2" or enc.get("position_biased_input", True)
-        if absolute and enc.get("max_position_embeddings"):
-            limits.append(int(enc["max_position_embeddings"]))
-        if not limits:
-            limits.append(int(enc.get("max_position_embeddings") or 512))
-        return min(limits)
+    def log_budget(self) -> None:
+        logger.info(
+            "%s: chunks of at most %d words (gliner_config max_len) and %d subwords + %d special tokens (%s)",
+            self.source, self.max_words, self.max_subwords, self.n_special, self.budget_reason,
+        )
 
     # -- public ---------------------------------------------------------------------------------
     def encode(self, texts: Sequence[str]) -> list[EncodedText]:
@@ -167,6 +163,49 @@ class Preprocessor:
         logger.debug("text of %d words, %d subwords -> %d chunks", n, len(enc.ids), out.n_chunks)
 
 
+def subword_budget(config: ModelConfig, tokenizer) -> tuple[int, str]:
+    """Subwords per model input (special tokens included), and why.
+
+    - The tokenizer's ``model_max_length`` when it is a real limit (BERT-style tokenizers: 512):
+      GLiNER's tokenizer call truncates there, so a chunk must fit under it.
+    - Absolute position embeddings (BERT, or DeBERTa with ``position_biased_input``): the
+      position table, ``max_position_embeddings``; past it the encoder fails.
+    - DeBERTa-v2/v3 relative attention (``position_biased_input`` false; v3 tokenizers carry
+      ``model_max_length`` = 1e30, i.e. no limit): ``max_relative_positions`` (``-1`` means
+      ``max_position_embeddings``, 512 for DeBERTa-v3). The log-bucketed relative positions
+      (``position_buckets``) tell distances apart up to that span; farther tokens are clamped to the
+      last bucket, i.e. look equally far, which the model never saw in pre-training. This is the
+      longest input over which the encoder still computes what it was trained to.
+    The smallest that applies wins; the config's ``max_len`` (words) is a separate budget.
+    """
+    enc = config.encoder_config
+    limits: list[tuple[int, str]] = []
+    mml = getattr(tokenizer, "model_max_length", None)
+    if isinstance(mml, int) and 0 < mml < 1_000_000:
+        limits.append((mml, f"tokenizer model_max_length={mml}"))
+    mpe = int(enc.get("max_position_embeddings") or 0)
+    deberta = enc.get("model_type") in ("deberta-v2", "deberta")
+    relative = deberta and enc.get("relative_attention", False)
+    absolute = not deberta or enc.get("position_biased_input", True)
+    if absolute and mpe:
+        limits.append((mpe, f"absolute position embeddings max_position_embeddings={mpe}"))
+    if relative:
+        mrp = int(enc.get("max_relative_positions") or -1)
+        span = mrp if mrp > 0 else mpe
+        if span > 0:
+            buckets = enc.get("position_buckets", -1)
+            limits.append(
+                (span, f"{enc.get('model_type')} relative attention: position_buckets={buckets} resolve distances up to "
+                f"{'max_relative_positions' if mrp > 0 else 'max_position_embeddings'}={span}")
+            )
+    if not limits:
+        limits.append((mpe or 512, f"max_position_embeddings={mpe}" if mpe else "no limit in config or tokenizer: 512 by default"))
+    limit, why = min(limits)
+    if isinstance(mml, int) and mml >= 1_000_000:
+        why += f" (tokenizer model_max_length={mml:.0e}: no limit)"
+    return limit, why
+
+
 def _first_subtokens(word_ids: list[int | None], n_words: int) -> tuple[list[int], list[int]]:
     """Position of each word's first subtoken (-1 if none) and its subtoken count."""
     first = [-1] * n_words
@@ -201,3 +240,36 @@ def load_tokenizer(directory: Path, sub: str = ""):
     if not getattr(tok, "is_fast", False):
         raise CheckpointError(f"{path}: tokenizer is not a fast tokenizer (word_ids are needed)")
     return tok
+
+
+@dataclass(slots=True)
+class Batch:
+    """Chunks padded into one encoder batch (numpy; the model moves them to its device).
+
+    ``flat_pos``: each word's first subtoken in the flattened ``[B * T]`` tokens, rows in order;
+    ``room``: per flat word, the words left in its chunk (spans may not run past it);
+    ``row_start``: each row's first word in the flat word list.
+    """
+
+    input_ids: np.ndarray  # [B, T] int64
+    attention_mask: np.ndarray  # [B, T] int64
+    flat_pos: np.ndarray  # [N] int64
+    room: np.ndarray  # [N] int64
+    row_start: np.ndarray  # [B] int64
+
+
+def collate(encoded: Sequence[EncodedText], items: Sequence[tuple[int, int]], pad_id: int) -> Batch:
+    """The chunks ``items`` = ``(text index, chunk index)`` of ``encoded`` as one padded batch."""
+    ids = [encoded[t].chunk_input_ids[c] for t, c in items]
+    wts = [encoded[t].chunk_word_tokens[c] for t, c in items]
+    n_tok = max(len(x) for x in ids)
+    input_ids = np.full((len(items), n_tok), pad_id, dtype=np.int64)
+    for row, x in enumerate(ids):
+        input_ids[row, : len(x)] = x
+    lengths = np.array([len(x) for x in ids])
+    attention = (np.arange(n_tok)[None, :] < lengths[:, None]).astype(np.int64)
+    n_words = np.array([len(w) for w in wts], dtype=np.int64)
+    row_start = np.concatenate([[0], np.cumsum(n_words)[:-1]]).astype(np.int64)
+    flat_pos = np.concatenate([row * n_tok + np.asarray(w, dtype=np.int64) for row, w in enumerate(wts)])
+    room = np.concatenate([np.arange(n, 0, -1, dtype=np.int64) for n in n_words])
+    return Batch(input_ids, attention, flat_pos, room, row_start)

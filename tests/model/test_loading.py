@@ -6,6 +6,7 @@ import json
 import pickle
 import shutil
 import threading
+from pathlib import Path
 
 import pytest
 import torch
@@ -151,7 +152,7 @@ def test_missing_and_corrupt_files(tiny_checkpoint, tmp_path):
         BiEncoder.load(str(ck))
     ck = _copy(tiny_checkpoint, tmp_path / "notok")
     shutil.rmtree(ck / "labels_tokenizer")
-    with pytest.raises(CheckpointError, match="labels_tokenizer: missing"):
+    with pytest.raises(CheckpointError, match="no labels tokenizer for labels encoder 'biogliner-random/labels-encoder'"):
         BiEncoder.load(str(ck))
 
 
@@ -200,8 +201,13 @@ def test_unsupported_checkpoints_are_refused(tiny_checkpoint, tmp_path, edit, me
 
 def test_hub_id_offline_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(CheckpointError, match="cannot fetch from the Hugging Face hub"):
+    with pytest.raises(CheckpointError, match="cannot load this hub checkpoint: it is not in the local Hugging Face cache") as err:
         BiEncoder.load("Ihor/gliner-biomed-bi-small-v1.0", revision="main", cache_dir=str(tmp_path / "hf"))
+    # issue 10: the way out is named (README "Offline", the tiny checkpoint script, the mirror command)
+    msg = str(err.value)
+    assert 'README.md, section "Offline"' in msg and "scripts/make_tiny_checkpoint.py" in msg and "biogliner model mirror" in msg
+    assert "Offline" in (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert (Path(__file__).resolve().parents[2] / "scripts" / "make_tiny_checkpoint.py").is_file()
 
 
 def test_s3_checkpoint_fetched_once_concurrently(tiny_checkpoint, s3_bucket, tmp_path, model):
