@@ -269,7 +269,7 @@ def open_source(url: str, *, storage_options=None, verify_md5: bool = True) -> O
         base = _Prefixed(magic, hashing)
         opened.compressed = magic == b"\x1f\x8b"
         stream = GzipStream(base) if opened.compressed else base
-        opened.root, opened.root_nsmap, head = _sniff(stream, source_file)
+        opened.root, opened.root_nsmap, head = _sniff(stream, opened)
         opened.stream = _Prefixed(head, stream)
     except SourceError:
         opened.close()
@@ -280,13 +280,17 @@ def open_source(url: str, *, storage_options=None, verify_md5: bool = True) -> O
     return opened
 
 
-def _sniff(stream, source_file: str) -> tuple[str, dict, bytes]:
+def _sniff(stream, opened: OpenedSource) -> tuple[str, dict, bytes]:
     """Read until the root element starts; return its local name, nsmap and the bytes read."""
+    source_file = opened.source_file
     parser = etree.XMLPullParser(events=("start",), **SAFE_PARSER_OPTIONS)
     chunks: list[bytes] = []
     total = 0
     while total < MAX_PROLOG:
-        chunk = stream.read(CHUNK)
+        try:
+            chunk = stream.read(CHUNK)
+        except READ_ERRORS as exc:
+            raise read_error(source_file, exc, None, None, **opened.offsets(total)) from exc
         if not chunk:
             break
         chunks.append(chunk)
@@ -300,7 +304,7 @@ def _sniff(stream, source_file: str) -> tuple[str, dict, bytes]:
             _refuse_entities(el, source_file)
             return localname(el.tag), dict(el.nsmap), b"".join(chunks)
         if syntax_error is not None:
-            raise MalformedXMLError(source_file, f"not XML: {syntax_error}") from syntax_error
+            raise MalformedXMLError(source_file, f"not XML: {syntax_error}", **opened.offsets(total)) from syntax_error
     if total == 0:
         raise EmptyInputError(source_file, "the file holds no bytes")
     if total >= MAX_PROLOG:
@@ -308,8 +312,8 @@ def _sniff(stream, source_file: str) -> tuple[str, dict, bytes]:
     try:
         parser.close()
     except etree.XMLSyntaxError as exc:
-        raise MalformedXMLError(source_file, f"no root element: {exc}") from exc
-    raise MalformedXMLError(source_file, "no root element")
+        raise MalformedXMLError(source_file, f"no root element: {exc}", **opened.offsets(total)) from exc
+    raise MalformedXMLError(source_file, "no root element", **opened.offsets(total))
 
 
 def _refuse_entities(root: etree._Element, source_file: str) -> None:
