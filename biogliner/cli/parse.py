@@ -4,8 +4,10 @@ One JSON object per event on stdout (``op`` = ``upsert`` | ``delete``, every fie
 :class:`~biogliner.schema.Document` / :class:`~biogliner.schema.Deletion`, ``passages`` as
 ``[{"section", "text"}]``). Skips go to stderr, one counted line each (``--skips`` writes them as
 JSON lines to a file instead). A file that fails (:class:`~biogliner.sources.SourceError`) keeps
-the events before the failure, gets one ``error`` line on stderr, and the remaining files are
-still read; the exit status is then 1. A summary line ends stderr.
+the events before the failure -- for a cut file exactly the records whose end tag was read, never
+the cut one -- gets one ``error`` line on stderr (the typed error: file, last good record, bytes
+read), and the remaining files are still read; the exit status is then 1. A summary line ends
+stderr.
 """
 
 from __future__ import annotations
