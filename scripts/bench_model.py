@@ -21,7 +21,13 @@ encoder alone, on one random checkpoint with GLiNER-biomed bi-small shapes, in O
   with ``--precision bf16|fp16`` also ``biogliner_<p>`` and ``encoder_<p>`` (autocast), and the
   agreement of ``biogliner_<p>`` with fp32 (F1 of (start, end, label) sets);
   with ``--encoded`` (default on CUDA) also ``biogliner[_<p>]_encoded``: ``predict_encoded`` on
-  texts tokenised beforehand (the Ray actor's path: tokenisation runs in CPU tasks).
+  texts tokenised beforehand (the Ray actor's path: tokenisation runs in CPU tasks);
+  on CPU with ``--onnx`` (default when onnxruntime is installed) also ``biogliner_onnx``
+  (``BiEncoder.load(..., backend="onnx")``: the text encoder in onnxruntime fp32) and
+  ``encoder_onnx`` (that ONNX backbone alone on the encoder-alone batches), with the entity
+  agreement of ``biogliner_onnx`` with ``biogliner``; with ``--int8`` also ``biogliner_onnx_int8``
+  (``backend="onnx-int8"``) and its agreement. Export time (or reuse of the cached export) is
+  recorded under ``onnx``.
 - Output: JSON in ``benchmarks/bench_model_cpu.json`` (or ``_gpu.json`` on CUDA; ``--out``).
 
 Examples::
@@ -324,6 +330,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="also time predict_encoded on pre-tokenised texts (the Ray actor's path; default: on for cuda)")
     ap.add_argument("--reference-batch-sizes", default="1,8")
     ap.add_argument("--calibration-texts", type=int, default=16, help="texts used to pick the reference batch size")
+    ap.add_argument("--onnx", action=argparse.BooleanOptionalAction, default=None,
+                    help="also time backend='onnx' (default: on for cpu when onnxruntime is installed)")
+    ap.add_argument("--int8", action="store_true", help="also time backend='onnx-int8' (approximate; agreement reported)")
     ap.add_argument("--quick", action="store_true", help="tiny shapes (2 layers, 256 wide), 24 texts, 1 round")
     ap.add_argument("--workdir", default=str(ROOT / ".cache" / "bench_model"))
     ap.add_argument("--seed", type=int, default=0)
@@ -396,6 +405,36 @@ def main(argv: list[str] | None = None) -> int:
 
     enc = EncoderAlone(ckpt, texts, args.device, args.batch_size)
     systems["encoder"] = lambda: enc.run("fp32")
+
+    if args.onnx is None:
+        import importlib.util
+
+        args.onnx = not args.device.startswith("cuda") and importlib.util.find_spec("onnxruntime") is not None
+    onnx_info: dict = {"enabled": bool(args.onnx or args.int8)}
+    onnx_models: dict = {}
+    for backend, on in (("onnx", args.onnx), ("onnx-int8", args.int8)):
+        if not on:
+            continue
+        t = time.perf_counter()
+        m = BiEncoder.load(str(ckpt), device=args.device, backend=backend)
+        onnx_info[backend] = {"load_s": round(time.perf_counter() - t, 2), "file": m.net.text.model.path.name,
+                              "metadata": m.net.text.model.metadata}
+        name = "biogliner_" + backend.replace("-", "_")
+        onnx_models[name] = (m, m.embed_labels(label_set))
+
+        def run_onnx(name=name):
+            m, b = onnx_models[name]
+            outputs[name] = [o[0] for o in m.predict(texts, [b], batch_size=args.batch_size)]
+
+        systems[name] = run_onnx
+    if "biogliner_onnx" in onnx_models:
+        ort_backbone = onnx_models["biogliner_onnx"][0].net.text.model
+
+        def run_encoder_onnx():
+            for ids, mask in enc.batches:
+                ort_backbone(ids, mask)
+
+        systems["encoder_onnx"] = run_encoder_onnx
     if args.precision != "fp32":
         systems[f"encoder_{args.precision}"] = lambda: enc.run(args.precision)
 
@@ -440,6 +479,8 @@ def main(argv: list[str] | None = None) -> int:
     bio.predict(warm, [bank], batch_size=args.batch_size)
     if args.precision != "fp32":
         bio_lp.predict(warm, [bank_lp], batch_size=args.batch_size)
+    for m, b in onnx_models.values():
+        m.predict(warm, [b], batch_size=args.batch_size)
     if args.device.startswith("cuda"):
         enc.run("fp32")
         if args.precision != "fp32":
@@ -465,6 +506,7 @@ def main(argv: list[str] | None = None) -> int:
             "batch_size": args.batch_size,
             "rounds": args.rounds,
             "reference": ref_info,
+            "onnx": onnx_info,
             "abstracts_per_s": {k: {"median": round(med[k], 3), "per_round": [round(x, 3) for x in v]} for k, v in rates.items()},
             "ratios": {},
             "agreement": {},
@@ -483,6 +525,13 @@ def main(argv: list[str] | None = None) -> int:
             ratios["biogliner_encoded/encoder"] = round(med["biogliner_encoded"] / med["encoder"], 3)
             if lp != "fp32":
                 ratios[f"biogliner_{lp}_encoded/encoder_{lp}"] = round(med[f"biogliner_{lp}_encoded"] / med[f"encoder_{lp}"], 3)
+        for name in onnx_models:
+            ratios[f"{name}/biogliner"] = round(med[name] / med["biogliner"], 3)
+            if "reference" in med:
+                ratios[f"{name}/reference"] = round(med[name] / med["reference"], 3)
+            result["agreement"][f"{name}_vs_biogliner"] = compare(outputs[name], outputs["biogliner"], args.threshold)
+        if "encoder_onnx" in med:
+            ratios["encoder_onnx/encoder"] = round(med["encoder_onnx"] / med["encoder"], 3)
         if "reference" in outputs:
             result["agreement"]["biogliner_vs_reference"] = compare(outputs["biogliner"], outputs["reference"], args.threshold)
         if lp != "fp32":
