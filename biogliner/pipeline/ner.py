@@ -2,9 +2,10 @@
 
 ``__init__`` loads the checkpoint and the run's label banks ONCE per actor, from paths/URLs
 (never objects shipped through the object store); each bank is checked against the loaded
-checkpoint's fingerprint. ``__call__`` sorts the batch's passages by token count (less padding),
-runs ``BiEncoder.predict_encoded`` under every bank in one encoder pass, and restores the order.
-``end`` rows pass through.
+checkpoint's fingerprint. ``__call__`` runs each micro-batch row (grouped by the read task, see
+:mod:`biogliner.pipeline.batching`) as one ``BiEncoder.predict_encoded`` call under every bank in
+one encoder pass, and explodes it back to passage rows in its own order. ``end`` rows pass
+through.
 """
 
 from __future__ import annotations
@@ -61,24 +62,47 @@ class Annotate:
         log.info("model actor ready: %s, %d label bank(s)", self.model.fingerprint, len(self.banks))
 
     def __call__(self, batch: pa.Table) -> pa.Table:
+        """``stream.BATCHED`` rows -> ``stream.ANNOTATED`` rows: each ``batch`` row (one
+        micro-batch, see :mod:`biogliner.pipeline.batching`) is run on its own, as one unit, and
+        becomes its passages' rows in its own order; ``end`` rows pass through."""
         self.faults.hit("ner.call", once_key="actor")
-        stream.require(batch, [f.name for f in stream.KEY_FIELDS] + ["n_tokens", "encoded", "info"], "annotate")
+        stream.require(batch, [f.name for f in stream.KEY_FIELDS] + ["passages", "n_chunks", "encoded", "info"], "annotate")
+        cols: dict[str, list] = {name: [] for name in stream.ANNOTATED.names}
+
+        def add(**row) -> None:
+            for name, values in cols.items():
+                values.append(row.get(name))
+
         kinds = batch.column("kind").to_pylist()
-        idx = [i for i, k in enumerate(kinds) if k == stream.PASSAGE]
-        entities: list[list[dict] | None] = [None] * len(kinds)
-        if idx:
-            blobs = batch.column("encoded").to_pylist()
-            n_tokens = batch.column("n_tokens").to_pylist()
-            order = sorted(idx, key=lambda i: (n_tokens[i] or 0, i))  # length-sorted batches
-            encoded = [pickle.loads(blobs[i]) for i in order]
-            out = self.model.predict_encoded(encoded, self.banks, batch_size=self.batch_size)
-            for i, per_bank in zip(order, out):  # restore the batch order
-                entities[i] = [
-                    {"bank": b, "start": e.start, "end": e.end, "text": e.text, "label": e.label, "score": e.score}
-                    for b, ents in enumerate(per_bank)
-                    for e in ents
-                ]
-        cols = {f.name: batch.column(f.name) for f in stream.KEY_FIELDS}
-        cols["entities"] = pa.array(entities, pa.list_(stream.ENTITY_STRUCT))
-        cols["info"] = batch.column("info")
+        sources = batch.column("source").to_pylist()
+        inputs = batch.column("input").to_pylist()
+        for r, kind in enumerate(kinds):
+            if kind == stream.END:
+                add(kind=kind, source=sources[r], input=inputs[r], info=batch.column("info")[r].as_py())
+                continue
+            if kind != stream.BATCH:
+                raise ValueError(f"annotate: unexpected row kind {kind!r} for {sources[r]}/{inputs[r]}")
+            keys = batch.column("passages")[r].as_py()
+            encoded = pickle.loads(batch.column("encoded")[r].as_py())
+            n_chunks = batch.column("n_chunks")[r].as_py()
+            if len(encoded) != len(keys):
+                raise ValueError(f"annotate: a micro-batch of {sources[r]}/{inputs[r]} has {len(keys)} keys for {len(encoded)} texts")
+            if len(encoded) > 1 and n_chunks > self.batch_size:
+                raise ValueError(
+                    f"annotate: a micro-batch of {sources[r]}/{inputs[r]} holds {n_chunks} chunks, more than batch_size "
+                    f"{self.batch_size}: it was grouped for another batch size"
+                )
+            out = self.model.predict_encoded(encoded, self.banks, batch_size=self.batch_size)  # one forward
+            for key, per_bank in zip(keys, out):
+                add(
+                    kind=stream.PASSAGE,
+                    source=sources[r],
+                    input=inputs[r],
+                    entities=[
+                        {"bank": b, "start": e.start, "end": e.end, "text": e.text, "label": e.label, "score": e.score}
+                        for b, ents in enumerate(per_bank)
+                        for e in ents
+                    ],
+                    **key,
+                )
         return pa.Table.from_pydict(cols, schema=stream.ANNOTATED)

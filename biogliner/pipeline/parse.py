@@ -207,16 +207,26 @@ def _document_row(d: Document) -> dict[str, Any]:
     }
 
 
-def parse_datasource(items: list[InputFile], params: ParseParams, tokenize=None):
+def parse_datasource(items: list[InputFile], params: ParseParams, tokenize=None, batch_size: int | None = None):
     """A Ray Data datasource: one read task per input, each streaming several blocks.
 
-    ``tokenize`` (a :class:`~biogliner.pipeline.tokenize.Tokenize`), when given, runs on each
-    block inside the read task: chunking and tokenising stay in CPU tasks (Ray Data would
-    otherwise fuse a separate map stage into the model actors)."""
+    With ``tokenize`` (a :class:`~biogliner.pipeline.tokenize.Tokenize`) and ``batch_size``, the
+    read task also tokenises its passages and groups them into the model stage's micro-batches
+    (:func:`biogliner.pipeline.batching.micro_batches`): chunking and tokenising stay in CPU
+    tasks (Ray Data would otherwise fuse a separate map stage into the model actors), and the
+    batches depend on the input alone."""
+    if tokenize is not None and batch_size is None:
+        raise ValueError("parse_datasource: tokenize needs the batch_size to group micro-batches by")
 
     def read(item: InputFile):
-        for block in parse_input(item, params):
-            yield tokenize(block) if tokenize is not None else block
+        blocks = parse_input(item, params)
+        if tokenize is None:
+            yield from blocks
+        else:
+            from biogliner.pipeline.batching import micro_batches
+
+            yield from micro_batches(blocks, tokenize.encode, batch_size)
+
     from ray.data import Datasource, ReadTask
     from ray.data.block import BlockMetadata
 
@@ -228,7 +238,7 @@ def parse_datasource(items: list[InputFile], params: ParseParams, tokenize=None)
             tasks = []
             for item in items:
                 meta = BlockMetadata(num_rows=None, size_bytes=item.size, exec_stats=None, input_files=(item.url,))
-                schema = stream.ENCODED if tokenize is not None else stream.PARSED
+                schema = stream.BATCHED if tokenize is not None else stream.PARSED
                 tasks.append(ReadTask(lambda item=item: read(item), meta, schema=schema))
             return tasks
 

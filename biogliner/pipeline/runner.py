@@ -132,7 +132,7 @@ def _run_dataset(config, store, items, sources, summary, storage_options, bank_u
     )
     tokenize = Tokenize(config.model, revision=config.model_revision, cache_dir=config.cache_dir, storage_options=model_opts)
     ds = ray.data.read_datasource(
-        parse_datasource(items, params, tokenize),
+        parse_datasource(items, params, tokenize, config.batch_size),
         override_num_blocks=len(items),
         concurrency=min(config.max_parse_tasks, len(items)),
     )
@@ -153,13 +153,18 @@ def _run_dataset(config, store, items, sources, summary, storage_options, bank_u
             "threads": config.model_threads,
         },
         compute=ActorPoolStrategy(size=config.num_model_workers),
-        batch_size=config.rows_per_call,
+        # rows are whole micro-batches (up to batch_size passages each): about rows_per_call
+        # passages per call. This and everything else Ray decides moves whole micro-batches
+        # and so cannot change a score (biogliner/pipeline/batching.py)
+        batch_size=-(-config.rows_per_call // config.batch_size),
         batch_format="pyarrow",
         num_gpus=gpus,
         num_cpus=config.cpus_per_worker,
     )
 
-    committer = Committer(store, items, banks, config.run_id, Faults(config.fault, config.fault_dir))
+    score_info = _scoring(config, gpus)
+    log.info("scores depend on: %s", ", ".join(f"{k}={v}" for k, v in score_info.items()))
+    committer = Committer(store, items, banks, config.run_id, Faults(config.fault, config.fault_dir), scoring=score_info)
     t_run = time.perf_counter()
     stop, lock = threading.Event(), threading.Lock()
     if not bars and config.progress != "none":  # periodic lines, also while no output arrives yet
@@ -183,6 +188,23 @@ def _run_dataset(config, store, items, sources, summary, storage_options, bank_u
         summary.incomplete = missing
         log.error("%d input(s) never completed: %s", len(missing), ", ".join(missing[:10]))
     summary.timings["pipeline_s"] = round(time.perf_counter() - t_run, 3)
+
+
+def _scoring(config, gpus: float) -> dict:
+    """What besides the model, label sets and input determines the scores (see batching.py),
+    as the model actors will run: recorded with each label set's commit."""
+    import ray
+
+    from biogliner.pipeline.batching import scoring
+
+    device = config.device or ("cuda" if gpus > 0 else "cpu")
+    accelerator = None
+    if device.startswith("cuda"):
+        types = sorted(k.split(":", 1)[1] for k in ray.cluster_resources() if k.startswith("accelerator_type:"))
+        accelerator = ",".join(types) or None
+    # a CPU actor's torch threads: --model-threads, else Ray's OMP_NUM_THREADS = its CPUs
+    threads = (config.model_threads or max(1, int(config.cpus_per_worker))) if device == "cpu" else None
+    return scoring(config.batch_size, config.precision, device, threads=threads, accelerator=accelerator)
 
 
 def _local_cluster(ray) -> bool:

@@ -2,9 +2,13 @@
 
 A parse task emits, per input file, blocks of ``passage`` rows (one per non-blank passage, for
 NER) and finally one ``end`` row carrying, as JSON in ``info``, what the task wrote and counted.
-Tokenising adds ``encoded`` (a pickled ``EncodedText``) and drops ``text``; the model stage
-replaces ``encoded`` by ``entities``. ``end`` rows pass through every stage unchanged, so the
-driver learns how many passages to expect for each input whatever order rows arrive in.
+In the same read task, :mod:`biogliner.pipeline.batching` tokenises the passages and groups them
+into micro-batches: one ``batch`` row per micro-batch (``BATCHED``: the passages' keys in
+``passages``, their pickled ``EncodedText`` list in ``encoded``), so that the model stage's batch
+composition is a function of the input alone. The model stage runs each ``batch`` row as one
+unit and explodes it back to ``passage`` rows with ``entities`` (``ANNOTATED``). ``end`` rows
+pass through every stage unchanged, so the driver learns how many passages to expect for each
+input whatever order rows arrive in.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 PASSAGE = "passage"
+BATCH = "batch"
 END = "end"
 
 KEY_FIELDS = [
@@ -26,7 +31,18 @@ KEY_FIELDS = [
 INFO_FIELD = pa.field("info", pa.string())
 
 PARSED = pa.schema([*KEY_FIELDS, pa.field("text", pa.large_string()), INFO_FIELD])
-ENCODED = pa.schema([*KEY_FIELDS, pa.field("n_tokens", pa.int32()), pa.field("encoded", pa.large_binary()), INFO_FIELD])
+# the key of one passage inside a ``batch`` row (the same fields as a ``passage`` row's key)
+PASSAGE_KEY = pa.struct([f for f in KEY_FIELDS if f.name in ("position", "doc_id", "version", "passage_index")])
+BATCHED = pa.schema(
+    [
+        *KEY_FIELDS,  # position .. passage_index are null on ``batch`` rows: see ``passages``
+        pa.field("passages", pa.list_(PASSAGE_KEY)),
+        pa.field("n_chunks", pa.int32()),  # encoder inputs of the micro-batch (<= batch size unless one passage)
+        pa.field("n_tokens", pa.int32()),  # subword tokens of the micro-batch, for logs and tests
+        pa.field("encoded", pa.large_binary()),  # pickled list[EncodedText], in ``passages`` order
+        INFO_FIELD,
+    ]
+)
 
 ENTITY_STRUCT = pa.struct(
     [

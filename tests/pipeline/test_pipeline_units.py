@@ -255,40 +255,49 @@ def test_committer_keeps_other_label_sets_when_adding_one(tmp_path, sample_dir):
 # -- tokenise + model stages as plain callables (tiny checkpoint, no Ray) ----------------------
 
 
-def test_tokenize_and_annotate_stages_match_predict_in_order(tiny_checkpoint, sample_dir, tmp_path):
+def test_micro_batches_and_annotate_match_predict_in_order(tiny_checkpoint, sample_dir, tmp_path):
     from pipeline_helpers import TINY_THRESHOLD
 
     from biogliner.labels import load_label_set
     from biogliner.model import BiEncoder
     from biogliner.pipeline.banks import _override_threshold
+    from biogliner.pipeline.batching import micro_batches
     from biogliner.pipeline.ner import Annotate
     from biogliner.pipeline.tokenize import Tokenize
 
     url = str(sample_dir / "pubmed" / "pubmed26n0001.xml.gz")
-    blocks = list(parse_input(identify(url), _params(tmp_path / "out", block_rows=1000)))
-    batch = pa.concat_tables(blocks)  # passages of every length, then the end row
-    assert batch.column("kind").to_pylist()[-1] == stream.END
-
-    encoded = Tokenize(str(tiny_checkpoint))(batch)
-    assert encoded.schema == stream.ENCODED and encoded.num_rows == batch.num_rows
-    assert encoded.column("encoded")[batch.num_rows - 1].as_py() is None  # end row passes through
-    n_tok = encoded.column("n_tokens").to_pylist()[:-1]
-    assert len(set(n_tok)) > 3 and n_tok != sorted(n_tok)  # mixed lengths, not already sorted
+    parsed = pa.concat_tables(parse_input(identify(url), _params(tmp_path / "out", block_rows=1000)))
+    assert parsed.column("kind").to_pylist()[-1] == stream.END
+    batched = pa.concat_tables(micro_batches([parsed], Tokenize(str(tiny_checkpoint)).encode, 4))
+    assert batched.schema == stream.BATCHED
+    kinds = batched.column("kind").to_pylist()
+    assert kinds[-1] == stream.END and set(kinds[:-1]) == {stream.BATCH} and len(kinds) > 3
+    assert batched.column("info")[batched.num_rows - 1].as_py() == parsed.column("info")[parsed.num_rows - 1].as_py()
 
     model = BiEncoder.load(str(tiny_checkpoint), device="cpu")
     ls = _override_threshold(load_label_set("biomed"), TINY_THRESHOLD)
     bank_url = str(tmp_path / "bank.safetensors")
     model.embed_labels(ls).save(bank_url)
-    out = Annotate(str(tiny_checkpoint), [bank_url], batch_size=4)(encoded)
+    annotate = Annotate(str(tiny_checkpoint), [bank_url], batch_size=4)
+    out = annotate(batched)
     assert out.schema == stream.ANNOTATED
-    assert out.column("info").to_pylist() == batch.column("info").to_pylist()
-    assert out.select(["position", "passage_index"]).to_pylist() == batch.select(["position", "passage_index"]).to_pylist()
+    assert out.column("kind").to_pylist() == [stream.PASSAGE] * (parsed.num_rows - 1) + [stream.END]
+    assert out.column("info").to_pylist()[-1] == parsed.column("info").to_pylist()[-1]
+    # every passage exactly once, in the micro-batches' order (longest first in each window)
+    keys = ["position", "doc_id", "version", "passage_index"]
+    got_keys = out.select(keys).to_pylist()[:-1]
+    assert got_keys == [k for ks in batched.column("passages").to_pylist()[:-1] for k in ks]
+    assert sorted(got_keys, key=repr) == sorted(parsed.select(keys).to_pylist()[:-1], key=repr)
 
-    texts = batch.column("text").to_pylist()[:-1]
+    # calls of other sizes (rows per call) give the same rows, scores included
+    split = pa.concat_tables([annotate(batched.slice(0, 2)), annotate(batched.slice(2, 1)), annotate(batched.slice(3))])
+    assert split.equals(out)
+
+    text_of = {(r["position"], r["passage_index"]): r["text"] for r in parsed.to_pylist()[:-1]}
+    texts = [text_of[(k["position"], k["passage_index"])] for k in got_keys]
     expected = model.predict(texts, [model.embed_labels(ls)], batch_size=4)
-    got = out.column("entities").to_pylist()[:-1]
     n = 0
-    for text, ents, exp in zip(texts, got, expected):
+    for text, ents, exp in zip(texts, out.column("entities").to_pylist()[:-1], expected):
         assert [(e["start"], e["end"], e["label"]) for e in ents] == [(e.start, e.end, e.label) for e in exp[0]]
         for e in ents:
             assert text[e["start"] : e["end"]] == e["text"] and e["bank"] == 0
@@ -297,10 +306,11 @@ def test_tokenize_and_annotate_stages_match_predict_in_order(tiny_checkpoint, sa
 
 
 def test_stages_name_the_missing_columns():
-    from biogliner.pipeline.tokenize import Tokenize
+    from biogliner.pipeline.batching import micro_batches
 
-    with pytest.raises(KeyError, match="tokenize: input batch lacks columns \\['text'\\]"):
-        Tokenize("unused")(pa.table({f.name: pa.array([], f.type) for f in stream.KEY_FIELDS + [stream.INFO_FIELD]}))
+    no_text = pa.table({f.name: pa.array([], f.type) for f in stream.KEY_FIELDS + [stream.INFO_FIELD]})
+    with pytest.raises(KeyError, match="micro_batches: input batch lacks columns \\['text'\\]"):
+        list(micro_batches([no_text], lambda texts: [], 4))
 
 
 def test_job_help_needs_neither_ray_nor_torch():
