@@ -122,6 +122,14 @@ def run_from_args(args: argparse.Namespace, *, connect: str) -> int:
     except (ConfigError, ValueError) as exc:
         print(f"biogliner nightly: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if connect == "cluster":  # a Ray job: refuse paths that cannot work there, before the lock
+        from biogliner.pipeline.args import job_path_problems
+
+        problems = job_path_problems(cfg.annotate)
+        for problem in problems:
+            print(f"jobs/nightly.py: {problem}", file=sys.stderr)
+        if problems:
+            return EXIT_USAGE
     from biogliner.model import CheckpointError
     from biogliner.pipeline.plan import CommittedWithOtherModel
 

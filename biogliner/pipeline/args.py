@@ -76,8 +76,8 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     r.add_argument("--model-threads", type=int, default=None, metavar="T", help="torch threads of a CPU model actor (default: its CPUs)")
     r.add_argument("--max-parse-tasks", type=int, default=4, metavar="N", help="parse tasks in flight (default 4)")
     r.add_argument("--batch-size", type=int, default=8, metavar="N", help="texts per encoder forward pass (default 8)")
-    r.add_argument("--rows-per-call", type=int, default=None, metavar="N", help="passages per model-actor call, sorted by length (default 16 x batch size)")
-    r.add_argument("--block-rows", type=int, default=512, metavar="N", help="passages per table a parse task yields (default 512)")
+    r.add_argument("--rows-per-call", type=int, default=None, metavar="N", help="about N passages per model-actor call, in whole micro-batches (default 16 x batch size; scores do not depend on it)")
+    r.add_argument("--block-rows", type=int, default=512, metavar="N", help="passages a read task parses and tokenises per step (default 512; scores do not depend on it)")
     r.add_argument("--block-mb", dest="target_block_mb", type=float, default=8.0, metavar="MB", help="Ray Data block size target (default 8 MB)")
 
     o = p.add_argument_group("running")
@@ -132,6 +132,40 @@ def ray_env_vars() -> dict[str, str]:
     return {k: os.environ[k] for k in keys if os.environ.get(k)}
 
 
+def job_path_problems(config: AnnotateConfig) -> list[str]:
+    """What a Ray job (``jobs/*.py``, run by ``ray job submit`` in Ray's own temporary working
+    directory on the head node) refuses before any work: a relative local ``--output`` (it would
+    land inside that temporary directory, lost with it) and a local ``--model`` path that does not
+    exist where the job runs (folders ignored by git, like ``tiny-checkpoint/``, are not uploaded
+    by ``--working-dir``). Empty when both are fine."""
+    import os
+    import socket
+    from pathlib import Path
+
+    from biogliner import io as bio
+
+    problems = []
+    out = config.output[len("file://"):] if config.output.startswith("file://") else config.output
+    if bio.protocol_of(config.output) == "file" and not Path(out).expanduser().is_absolute():
+        problems.append(
+            f"--output {config.output!r} is a relative path: a Ray job runs in Ray's temporary working directory "
+            f"({os.getcwd()} on {socket.gethostname()}), so the tables would land there and be lost. Give an absolute "
+            "path on the head node (local head: e.g. \"$PWD/biogliner-output\") or an object-store URL (s3://...)."
+        )
+    ref = config.model[len("file://"):] if config.model.startswith("file://") else config.model
+    if "://" not in ref:
+        path = Path(ref).expanduser()
+        looks_local = ref.startswith(("/", "./", "../", "~")) or ref.count("/") != 1 or path.is_absolute()
+        if looks_local and not path.is_dir():
+            problems.append(
+                f"--model {config.model!r}: no such checkpoint directory where the job runs ({socket.gethostname()}, "
+                f"working directory {os.getcwd()}). `ray job submit --working-dir` does not upload folders that git "
+                "ignores (e.g. tiny-checkpoint/): give an absolute path that exists on the cluster's nodes, an s3:// "
+                "URL, or a hub id."
+            )
+    return problems
+
+
 def run_from_args(args: argparse.Namespace, *, connect: str) -> int:
     """Shared body of the CLI and the job script. ``connect``: "local" starts a local Ray unless
     ``RAY_ADDRESS`` is set; "cluster" connects to the running cluster (``address="auto"``)."""
@@ -145,7 +179,13 @@ def run_from_args(args: argparse.Namespace, *, connect: str) -> int:
         config = config_from_args(args)
     except (ConfigError, ValueError) as exc:
         print(f"biogliner annotate: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
+    if connect == "cluster":  # a Ray job: refuse paths that cannot work there, before any work
+        problems = job_path_problems(config)
+        for problem in problems:
+            print(f"jobs/annotate.py: {problem}", file=sys.stderr)
+        if problems:
+            return EXIT_USAGE
 
     def ensure_ray() -> None:
         import ray

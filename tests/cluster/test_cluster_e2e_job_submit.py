@@ -15,6 +15,7 @@ import json
 import os
 import re
 import secrets
+import shlex
 import shutil
 import signal
 import subprocess
@@ -265,3 +266,91 @@ def test_failing_job_reports_failed(head, tiny_checkpoint, tmp_path):
     logs = head.run(["ray", "job", "logs", f"--address={ADDRESS}", "bgl-e2e-fail"], timeout=60)
     assert "no-such-dir" in logs.stdout, logs.stdout[-3000:]
     assert not (tmp_path / "out" / "_manifest").exists()
+
+
+# -- the recipe of docs/cluster.md, "ray job submit: local head and KubeRay", run as written -------
+
+DOCS = ROOT / "docs" / "cluster.md"
+RECIPE_MARK = "<!-- job-submit-local-head -->"
+
+
+def _docs_recipe() -> str:
+    """The bash block after the marker in docs/cluster.md, continuation lines joined."""
+    text = DOCS.read_text()
+    assert RECIPE_MARK in text, f"{DOCS}: the local-head recipe marker is gone"
+    block = text.split(RECIPE_MARK, 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    return block.replace("\\\n", " ")
+
+
+def _recipe_script(model: str, output: str) -> str:
+    """The recipe minus what the fixture does itself (make the checkpoint, start and stop the
+    head), pointed at this test's head port, checkpoint and output; everything else verbatim."""
+    lines = [
+        line for line in _docs_recipe().splitlines()
+        if line.strip() and not any(skip in line for skip in ("make_tiny_checkpoint.py", "ray start", "ray stop"))
+    ]
+    script = "\n".join(lines)
+    for old, new in (("127.0.0.1:8265", f"127.0.0.1:{DASHBOARD_PORT}"),
+                     ('"$PWD/tiny-checkpoint"', shlex.quote(model)),
+                     ('"$PWD/biogliner-output"', shlex.quote(output))):
+        assert script.count(old) == 1, f"the docs recipe no longer has exactly one {old!r}:\n{script}"
+        script = script.replace(old, new)
+    assert "ray job submit --working-dir . --" in script and '"$PWD/.venv/bin/python" jobs/annotate.py' in script, script
+    return "set -e\n" + script
+
+
+def _run_recipe(head: NamespacedHead, tmp: Path, model: str, output: str) -> tuple[subprocess.CompletedProcess, str | None]:
+    """A shell like a user's: no RAY_AUTH_* variables (the token sits in ~/.ray/auth_token, as
+    `ray start` leaves it), no virtual environment on PATH."""
+    home = tmp / "home"
+    (home / ".ray").mkdir(parents=True, exist_ok=True)
+    shutil.copy(head.temp_dir / "auth_token", home / ".ray" / "auth_token")
+    env = {k: v for k, v in head.env.items() if not k.startswith("RAY_AUTH")}
+    env.update(HOME=str(home), PATH="/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
+    res = head.run(["bash", "-c", _recipe_script(model, output)], timeout=420, env=env)
+    m = re.search(r"Job '([^']+)' (?:submitted successfully|succeeded|failed)", res.stdout + res.stderr)
+    return res, (m.group(1) if m else None)
+
+
+@pytest.fixture()
+def recipe_ready():
+    if not (ROOT / ".venv" / "bin" / "python").exists():
+        pytest.skip("the docs recipe uses the project's .venv at the repository root")
+    if not (ROOT / "jobs" / "annotate.py").is_file():
+        pytest.skip("jobs/annotate.py has not landed yet")
+
+
+def test_job_submitted_as_the_docs_say_commits_its_tables(head, recipe_ready, tiny_checkpoint, tmp_path):
+    import pyarrow.parquet as pq
+
+    from biogliner.store.manifest import Store
+
+    out_dir = tmp_path / "biogliner-output"
+    res, job_id = _run_recipe(head, tmp_path, str(tiny_checkpoint), str(out_dir))
+    assert res.returncode == 0, f"the docs recipe failed:\n{res.stdout[-6000:]}\n{res.stderr[-3000:]}"
+    assert job_id and _status(head, job_id) == "succeeded"
+    inputs = sorted(p.name for p in SAMPLE.rglob("*") if p.is_file() and p.name.endswith(INPUT_SUFFIXES))
+    store = Store(str(out_dir))
+    entries = store.entries()
+    assert sorted(e.url.rsplit("/", 1)[-1] for e in entries) == inputs
+    assert all(e.status == "committed" for e in entries)
+    for table in ("documents", "passages", "entities"):
+        assert sum(pq.ParquetFile(f).metadata.num_rows for f in store.committed_files(table, entries)) > 0, table
+    assert store.garbage() == []
+
+
+@pytest.mark.parametrize("case", ["relative-output", "missing-model"])
+def test_docs_recipe_refuses_a_relative_output_and_a_missing_model(head, recipe_ready, tiny_checkpoint, tmp_path, case):
+    if case == "relative-output":
+        model, output, expected = str(tiny_checkpoint), "rel-output", "--output 'rel-output' is a relative path"
+    else:
+        model, output, expected = str(tmp_path / "no-such-checkpoint"), str(tmp_path / "out"), "no such checkpoint directory"
+    t0 = time.monotonic()
+    res, job_id = _run_recipe(head, tmp_path, model, output)
+    assert res.returncode != 0
+    assert job_id and _status(head, job_id) == "failed"
+    logs = head.run(["ray", "job", "logs", f"--address={ADDRESS}", job_id], timeout=60).stdout
+    assert expected in logs, logs[-3000:]
+    assert "committed" not in logs  # refused before any work
+    assert not (tmp_path / "out").exists()
+    print(f"{case}: refused after {time.monotonic() - t0:.1f} s")
