@@ -63,8 +63,8 @@ class AnnotateConfig:
     model_threads: int | None = None  # torch threads in a CPU model actor (default: Ray's, = its CPUs)
     max_parse_tasks: int = 4  # parse tasks in flight (bounds driver memory; see docs/pipeline.md)
     batch_size: int = 8  # texts per encoder forward pass
-    rows_per_call: int | None = None  # passages per model-actor call, sorted by length inside (default 16 x batch_size)
-    block_rows: int = 512  # passages per table a parse task yields
+    rows_per_call: int | None = None  # about this many passages per model-actor call, in whole micro-batches (default 16 x batch_size)
+    block_rows: int = 512  # passages a read task parses and tokenises per step
     target_block_mb: float = 8.0  # Ray Data merges yielded tables up to this size (DataContext.target_max_block_size)
     storage_options: dict[str, Any] = field(default_factory=dict)
     device: str | None = None
