@@ -12,11 +12,16 @@ Ray worker on the node loads the model from local disk and nothing downloads per
     comes from ``AWS_ENDPOINT_URL`` through ``biogliner.io``; credentials from the AWS chain);
   * a local directory (copied, so that the cache never aliases a read-only mount).
 
-The copy lands in a temporary sibling directory, is test-loaded on CPU with ``biogliner.model``
-(``--no-verify`` skips that), and is renamed into place only once complete, with a marker file inside: a crash mid-download never leaves a half checkpoint that looks usable, and a
-second run on the same node is a no-op. Prints the local directory on stdout. No credentials are
-printed. Exit status 1 with a message naming the source when the fetch fails or the result is not a
-checkpoint (no ``gliner_config.json``).
+The copy is made by ``biogliner.model.mirror`` (the code behind ``biogliner model mirror``): the
+checkpoint files plus its labels tokenizer under ``labels_tokenizer/`` (published GLiNER-biomed
+checkpoints have none; it comes from ``--labels-tokenizer``/``BIOGLINER_LABELS_TOKENIZER``, the local
+Hugging Face cache or the hub, by the ``labels_encoder`` id) and ``biogliner-manifest.json`` (file
+hashes). It lands in a temporary sibling directory, is test-loaded on CPU with the Hugging Face cache
+and hub switched off, and is renamed into place only once complete; a marker file is then added.
+A crash mid-download never leaves a half checkpoint that looks usable, and a second run on the node
+is a no-op. ``--no-verify`` copies the source as is (no labels tokenizer added, no test load).
+Prints the local directory on stdout. No credentials are printed. Exit status 1 with a message
+naming the source when the fetch fails or the result is not a loadable checkpoint.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ logger = logging.getLogger("biogliner.fetch_model")
 DEFAULT_SOURCE = "Ihor/gliner-biomed-bi-small-v1.0"
 DEFAULT_CACHE = "/home/ray/models"
 MARKER = ".biogliner-fetch-complete"
+MANIFEST = "biogliner-manifest.json"  # written by biogliner.model.mirror inside the published copy
 CONFIG_FILE = "gliner_config.json"
 # What a checkpoint directory holds (the same set biogliner.model fetches from the hub).
 HUB_PATTERNS = ["*.json", "*.safetensors", "*.bin", "*.txt", "*.model", "labels_tokenizer/*"]
@@ -47,7 +53,8 @@ class FetchConfig:
     dest: Path
     revision: str | None = None
     storage_options: dict | None = None
-    verify: bool = True  # load it with biogliner.model on CPU before publishing it
+    verify: bool = True  # mirror it with biogliner.model (labels tokenizer, manifest, test load)
+    labels_tokenizer: str | None = None  # for checkpoints without labels_tokenizer/
 
     def __post_init__(self) -> None:
         if not self.source:
@@ -99,26 +106,45 @@ def _fetch_hub(source: str, into: Path, revision: str | None) -> int:
     return sum(1 for p in into.rglob("*") if p.is_file())
 
 
-def _verify(source: str, directory: Path) -> None:
-    """Load the checkpoint exactly as the model actors will (weights, both tokenizers), on CPU,
-    so that a truncated or incompatible download fails here, once, instead of in every actor."""
-    from biogliner.model import BiEncoder, CheckpointError
-
-    try:
-        model = BiEncoder.from_directory(directory, device="cpu", source=source)
-    except (CheckpointError, OSError, ValueError, RuntimeError, KeyError) as exc:
-        raise ValueError(f"{source}: the fetched checkpoint does not load: {exc}") from exc
-    logger.info("verified %s (fingerprint %s)", source, model.fingerprint)
-
-
 def fetch(cfg: FetchConfig) -> Path:
     """Materialise ``cfg.source`` at ``cfg.dest`` (atomically) and return ``cfg.dest``."""
     dest = cfg.dest
-    if (dest / MARKER).is_file():
+    if (dest / MARKER).is_file() or (dest / MANIFEST).is_file():
         logger.info("model already cached at %s", dest)
         return dest
     kind = source_kind(cfg.source)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    if cfg.verify:
+        n = _mirror(cfg, kind)
+    else:
+        n = _copy_unverified(cfg, kind)
+    (dest / MARKER).write_text(json.dumps({"source": cfg.source, "revision": cfg.revision, "files": n}) + "\n")
+    logger.info("fetched %s (%d files) to %s", cfg.source, n, dest)
+    return dest
+
+
+def _mirror(cfg: FetchConfig, kind: str) -> int:
+    from biogliner.model import CheckpointError
+    from biogliner.model.mirror import mirror
+
+    if kind == "local" and not (Path(cfg.source) / CONFIG_FILE).is_file():
+        raise FileNotFoundError(f"{cfg.source} is not a GLiNER checkpoint: no {CONFIG_FILE} at its root")
+    try:
+        result = mirror(
+            cfg.source,
+            str(cfg.dest),
+            revision=cfg.revision,
+            labels_tokenizer=cfg.labels_tokenizer,
+            storage_options=cfg.storage_options,
+            overwrite=cfg.dest.exists(),  # a stale, unmarked leftover of an older layout
+        )
+    except CheckpointError as exc:
+        raise ValueError(f"{cfg.source}: the fetched checkpoint does not load: {exc}") from exc
+    return result.files
+
+
+def _copy_unverified(cfg: FetchConfig, kind: str) -> int:
+    dest = cfg.dest
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
     try:
         if kind == "url":
@@ -130,17 +156,13 @@ def fetch(cfg: FetchConfig) -> Path:
             n = _fetch_hub(cfg.source, tmp, cfg.revision)
         if not (tmp / CONFIG_FILE).is_file():
             raise FileNotFoundError(f"{cfg.source} is not a GLiNER checkpoint: no {CONFIG_FILE} at its root")
-        if cfg.verify:
-            _verify(cfg.source, tmp)
-        (tmp / MARKER).write_text(json.dumps({"source": cfg.source, "revision": cfg.revision, "files": n}) + "\n")
         if dest.exists():  # a stale, unmarked leftover of an older layout
             shutil.rmtree(dest)
         os.replace(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    logger.info("fetched %s (%d files) to %s", cfg.source, n, dest)
-    return dest
+    return n
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -159,7 +181,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", default=os.environ.get("BIOGLINER_MODEL_CACHE", DEFAULT_CACHE), help="cache root")
     p.add_argument("--revision", default=os.environ.get("BIOGLINER_MODEL_REVISION"), help="hub revision (commit/tag)")
     p.add_argument("--storage-options", default=None, help="fsspec storage options as JSON, for URL sources")
-    p.add_argument("--no-verify", dest="verify", action="store_false", help="skip the test load on CPU")
+    p.add_argument(
+        "--labels-tokenizer",
+        default=os.environ.get("BIOGLINER_LABELS_TOKENIZER"),
+        help="labels tokenizer dir/URL/hub id for checkpoints without labels_tokenizer/ (default: "
+        "$BIOGLINER_LABELS_TOKENIZER, else the labels_encoder id via the HF cache, then the hub)",
+    )
+    p.add_argument("--no-verify", dest="verify", action="store_false", help="copy as is: no labels tokenizer, manifest or test load")
     return p
 
 
@@ -174,9 +202,10 @@ def main(argv: list[str] | None = None) -> int:
             revision=args.revision,
             storage_options=json.loads(args.storage_options) if args.storage_options else None,
             verify=args.verify,
+            labels_tokenizer=args.labels_tokenizer,
         )
         out = fetch(cfg)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RuntimeError) as exc:  # RuntimeError: biogliner's CheckpointError
         print(f"fetch_model: cannot fetch model {args.source!r}: {exc}", file=sys.stderr)
         return 1
     print(out)

@@ -28,7 +28,8 @@ def fm():
 
 def _same_tree(a, b) -> bool:
     files_a = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
-    files_b = sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file() and p.name != ".biogliner-fetch-complete")
+    bookkeeping = (".biogliner-fetch-complete", "biogliner-manifest.json")
+    files_b = sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file() and p.name not in bookkeeping)
     return files_a == files_b and all(filecmp.cmp(a / f, b / f, shallow=False) for f in files_a)
 
 
@@ -53,6 +54,57 @@ def test_fetch_local_dir_is_complete_marked_and_idempotent(fm, tiny_checkpoint, 
     fm.fetch(fm.FetchConfig(source=str(tmp_path / "gone"), dest=dest))
     assert (dest / "sentinel").read_text() == "kept"
     assert [p.name for p in dest.parent.iterdir()] == ["tiny"], "no temporary directory left behind"
+    manifest = json.loads((dest / "biogliner-manifest.json").read_text())
+    assert set(manifest["files"]) == {p.relative_to(tiny_checkpoint).as_posix() for p in tiny_checkpoint.rglob("*") if p.is_file()}
+
+
+def _published_layout(tiny_checkpoint, root, repo_id="test-org/labels-enc"):
+    """``tiny_checkpoint`` as GLiNER-biomed checkpoints are published: no labels_tokenizer/, the
+    labels tokenizer only in a Hugging Face cache (models--org--name/{blobs,snapshots,refs/main})."""
+    import hashlib
+    import os
+    import shutil
+
+    src = root / "published"
+    shutil.copytree(tiny_checkpoint, src)
+    cfg = json.loads((src / "gliner_config.json").read_text())
+    cfg["labels_encoder"] = repo_id
+    (src / "gliner_config.json").write_text(json.dumps(cfg))
+    repo = root / "hf-cache" / ("models--" + repo_id.replace("/", "--"))
+    snap = repo / "snapshots" / ("ab" * 20)
+    snap.mkdir(parents=True)
+    (repo / "blobs").mkdir()
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("ab" * 20)
+    for f in (src / "labels_tokenizer").iterdir():
+        blob = repo / "blobs" / hashlib.sha256(f.read_bytes()).hexdigest()
+        blob.write_bytes(f.read_bytes())
+        os.symlink(os.path.relpath(blob, snap), snap / f.name)
+    shutil.rmtree(src / "labels_tokenizer")
+    return src, root / "hf-cache"
+
+
+def test_fetch_of_a_published_checkpoint_adds_its_labels_tokenizer(fm, tiny_checkpoint, tmp_path, monkeypatch):
+    src, cache = _published_layout(tiny_checkpoint, tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("BIOGLINER_LABELS_TOKENIZER", raising=False)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))
+    with pytest.raises(ValueError, match="no labels tokenizer for labels encoder 'test-org/labels-enc'"):
+        fm.fetch(fm.FetchConfig(source=str(src), dest=tmp_path / "c" / "pub"))
+    assert not (tmp_path / "c" / "pub").exists()
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    dest = fm.fetch(fm.FetchConfig(source=str(src), dest=tmp_path / "c" / "pub"))
+    # the node-local copy is self-contained: the original (gliner 0.2.29) layout's files, with the
+    # published config
+    assert (dest / "gliner_config.json").read_bytes() == (src / "gliner_config.json").read_bytes()
+    (dest / "gliner_config.json").write_bytes((tiny_checkpoint / "gliner_config.json").read_bytes())
+    assert _same_tree(tiny_checkpoint, dest)
+    (dest / "gliner_config.json").write_bytes((src / "gliner_config.json").read_bytes())
+    from biogliner.model import BiEncoder
+
+    expected = BiEncoder.load(str(src), device="cpu").fingerprint  # labels tokenizer from the cache
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))
+    assert BiEncoder.load(str(dest), device="cpu").fingerprint == expected
 
 
 def test_fetch_from_s3_mirror(fm, tiny_checkpoint, s3_bucket, tmp_path):
