@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
 import torch
 
 from biogliner.labels import LabelSet
@@ -24,7 +23,7 @@ from biogliner.model.checkpoint import fingerprint as compute_fingerprint
 from biogliner.model.checkpoint import build_net, load_state_dict, locate_labels_tokenizer, resolve
 from biogliner.model.config import ModelConfig
 from biogliner.model.decode import BankSlice, decode_batch
-from biogliner.model.errors import CheckpointError, LabelBankError
+from biogliner.model.errors import LabelBankError
 from biogliner.model.labelbank import LabelBank
 from biogliner.model.labels_tokenizer import Located
 from biogliner.model.network import BiEncoderNet
