@@ -166,6 +166,17 @@ def test_reannotate_replaces_current_and_keeps_history(after_a, tiny_checkpoint,
 
     from biogliner.store.manifest import Store
 
+    # the SQL script for other engines (here run by DuckDB itself) resolves current_entities the same way
+    import duckdb
+
+    from biogliner.store.manifest import Store as _Store
+    from biogliner.store.views import snapshot, views_sql
+
+    con = duckdb.connect()
+    con.execute(views_sql(snapshot(_Store(str(out))), "duckdb"))
+    assert dict(con.execute("SELECT model, count(*) FROM current_entities WHERE label_set = 'tiny@1' GROUP BY model").fetchall()) == current
+    assert dict(con.execute("SELECT model, count(*) FROM entities WHERE label_set = 'tiny@1' GROUP BY model").fetchall()) == history
+
     # A's entity files are referenced (history), not garbage; A's parse files were re-derived
     assert not [g for g in Store(str(out)).garbage() if g.startswith("entities/")]
     # a rerun of model B is a no-op; model A is now the one refused
@@ -208,3 +219,21 @@ def test_every_model_command_honours_biogliner_model(args, tmp_path):
     r = _cli(args, missing, tmp_path)
     assert r.returncode != 0
     assert "no-such-checkpoint" in r.stderr, r.stderr[-3000:]
+
+
+def test_nightly_with_another_model_is_refused_before_ray(after_a, model_b, labels_file, tmp_path, monkeypatch):
+    """A new update file must not be annotated by model B beside model A's commits (exit 3)."""
+    from biogliner.cli import main
+    from biogliner.store.manifest import Store
+
+    updates = tmp_path / "updatefiles"
+    shutil.copytree(sample_corpus_path() / "pubmed", updates)
+    shutil.copy(updates / "pubmed26n0002.xml.gz", updates / "pubmed26n0003.xml.gz")  # new tonight
+    out = tmp_path / "out"
+    shutil.copytree(after_a, out)
+    before = [e.to_json() for e in Store(str(out)).entries()]
+    monkeypatch.setattr("biogliner.cli.nightly._ensure_ray", lambda connect: _no_ray)
+    code = main(["nightly", "--pubmed-updates", str(updates), "--output", str(out), "--model", str(model_b),
+                 "--labels", str(labels_file), "--progress", "none"])
+    assert code == 3
+    assert [e.to_json() for e in Store(str(out)).entries()] == before
