@@ -1,0 +1,163 @@
+"""The Ray Train worker loop (``train_loop_per_worker``): one DDP replica per worker.
+
+Every epoch: a seeded permutation of the training chunks shared by all workers, each taking every
+``world``-th example (padded by repetition so that all run the same number of steps); rank 0 then
+scores the dev set with the production prediction path (:func:`biogliner.eval.runner.evaluate_corpus`),
+broadcasts the result, and writes the epoch's checkpoint (network, optimizer, history, best
+weights) through ``ray.train.report``. A restarted worker group resumes from that checkpoint.
+
+Fault injection for tests only: ``BIOGLINER_FINETUNE_FAULT=epoch:step`` (0-based) makes rank 1
+(rank 0 with one worker) exit hard at that step, once per ``BIOGLINER_FINETUNE_FAULT_DIR``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+STATE_FILE = "state.pt"
+
+
+def _fault(epoch: int, step: int, rank: int, world: int) -> None:
+    spec = os.environ.get("BIOGLINER_FINETUNE_FAULT")
+    if not spec or rank != min(1, world - 1):
+        return
+    e, s = (int(x) for x in spec.split(":"))
+    marker = Path(os.environ.get("BIOGLINER_FINETUNE_FAULT_DIR", tempfile.gettempdir())) / "finetune-fault.done"
+    if (epoch, step) == (e, s) and not marker.exists():
+        marker.write_text("fired\n")
+        logger.error("fault injection: worker %d exits at epoch %d step %d", rank, epoch, step)
+        os._exit(137)
+
+
+def load_state(checkpoint) -> dict | None:
+    import torch
+
+    if checkpoint is None:
+        return None
+    with checkpoint.as_directory() as d:
+        return torch.load(Path(d) / STATE_FILE, map_location="cpu", weights_only=True)
+
+
+def train_loop(config: dict) -> None:
+    import numpy as np
+    import ray.train
+    import torch
+    import torch.distributed as dist
+
+    from biogliner.eval.gold import GoldCorpus, GoldDoc, Span
+    from biogliner.eval.labels import LabelPlan
+    from biogliner.eval.metrics import MODES
+    from biogliner.eval.runner import evaluate_corpus
+    from biogliner.labels import LabelSet
+    from biogliner.model import BiEncoder
+    from biogliner.model.checkpoint import resolve
+    from biogliner.train.examples import Example, collate
+    from biogliner.train.forward import TrainForward
+    from biogliner.train.loss import span_loss
+
+    cfg = config["cfg"]
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    device = ray.train.torch.get_device() if cfg["use_gpu"] else torch.device("cpu")
+    torch.manual_seed(cfg["seed"] + rank)
+    model = BiEncoder.from_directory(resolve(cfg["model"]), device=str(device))
+    k_max = model.config.max_width
+    dropout = cfg["dropout"] if cfg["dropout"] is not None else float(model.config.raw.get("dropout", 0.4))
+    fwd = TrainForward(model.net, dropout=dropout).to(device)
+    for p in fwd.net.text.model.parameters():
+        p.requires_grad_(not cfg["freeze_text_encoder"])
+    for p in fwd.net.labels.model.parameters():
+        p.requires_grad_(not cfg["freeze_labels_encoder"])
+    enc, other = [], []
+    for name, p in fwd.net.named_parameters():
+        if p.requires_grad:
+            (enc if name.startswith(("text.model.", "labels.model.")) else other).append(p)
+    groups = [{"params": other, "lr": cfg["lr"]}]
+    if enc:
+        groups.append({"params": enc, "lr": cfg["encoder_lr"]})
+    optimizer = torch.optim.AdamW(groups, weight_decay=cfg["weight_decay"])
+
+    state = load_state(ray.train.get_checkpoint())
+    start, best_f1, best_epoch, bad, history, best_net = 0, -1.0, -1, 0, [], None
+    if state is not None:
+        fwd.net.load_state_dict(state["net"])
+        optimizer.load_state_dict(state["optimizer"])
+        start, best_f1, best_epoch = state["epoch"] + 1, state["best_f1"], state["best_epoch"]
+        bad, history, best_net = state["bad_epochs"], state["history"], state["best_net"]
+        logger.info("worker %d resumes after epoch %d", rank, state["epoch"])
+    ddp = fwd
+    if world > 1:
+        ddp = torch.nn.parallel.DistributedDataParallel(fwd, find_unused_parameters=True)
+
+    examples = [Example(*x) for x in config["examples"]]
+    prompts = config["prompts"]
+    tok = model.labels_tokenizer(prompts, return_tensors="pt", truncation=True, padding="longest")
+    lab_ids, lab_mask = tok["input_ids"].to(device), tok["attention_mask"].to(device)
+    pad_id = model.preprocessor().tokenizer.pad_token_id or 0
+    loss_kw = {k: cfg[k] for k in ("alpha", "gamma", "label_smoothing", "reduction", "negatives", "masking")}
+    loss_kw["loss_type"] = cfg["loss"]
+    dev = GoldCorpus(cfg["dev"], "dev", [GoldDoc(i, t, tuple(Span(*s) for s in sp)) for i, t, sp in config["dev_docs"]])
+    plan = LabelPlan(LabelSet.from_dict(config["label_set"]), config["to_gold"])
+    bs = cfg["batch_size"]
+    n_steps = max(1, -(-len(examples) // (world * bs)))
+
+    for epoch in range(start, cfg["epochs"]):
+        fwd.train()
+        perm = np.random.default_rng(cfg["seed"] + epoch).permutation(len(examples))
+        mine = list(perm[rank::world]) or [int(perm[0])]
+        while len(mine) < n_steps * bs:
+            mine += mine[: n_steps * bs - len(mine)]
+        total = torch.zeros(2, dtype=torch.float64)
+        gen = torch.Generator(device=device).manual_seed(cfg["seed"] * 1000 + epoch * world + rank)
+        for step in range(n_steps):
+            _fault(epoch, step, rank, world)
+            batch = collate([examples[i] for i in mine[step * bs : (step + 1) * bs]], len(prompts), k_max, pad_id).to(device)
+            logits = ddp(batch.input_ids, batch.attention_mask, batch.flat_pos, lab_ids, lab_mask)
+            loss = span_loss(logits, batch.targets, batch.span_mask, generator=gen, **loss_kw)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(fwd.parameters(), cfg["max_grad_norm"])
+            optimizer.step()
+            total += torch.tensor([float(loss.detach()), 1.0], dtype=torch.float64)
+        if world > 1:
+            dist.all_reduce(total)
+        scores = torch.zeros(4, dtype=torch.float64)
+        if rank == 0:
+            view = BiEncoder(fwd.net, model.config, model.preprocessor(), model.labels_tokenizer,
+                             f"finetune-epoch-{epoch}", device=str(device))
+            out = evaluate_corpus(view, dev, plan, threshold=cfg["threshold"], batch_size=bs)
+            micro = {m: out.scores[m].micro for m in MODES}
+            scores = torch.tensor([micro["strict"].f1, micro["relaxed"].f1, micro["strict"].precision, micro["strict"].recall],
+                                  dtype=torch.float64)
+        if world > 1:
+            dist.broadcast(scores, src=0)
+        strict, relaxed = float(scores[0]), float(scores[1])
+        improved = strict > best_f1
+        if improved:
+            best_f1, best_epoch, bad = strict, epoch, 0
+            best_net = {k: v.detach().cpu().clone() for k, v in fwd.net.state_dict().items()}
+        else:
+            bad += 1
+        stop = bad >= cfg["patience"]
+        metrics = {"epoch": epoch, "loss": float(total[0] / total[1]), "dev_strict_f1": strict, "dev_relaxed_f1": relaxed,
+                   "dev_strict_precision": float(scores[2]), "dev_strict_recall": float(scores[3]),
+                   "best_epoch": best_epoch, "best_dev_strict_f1": best_f1, "early_stop": stop}
+        history.append(metrics)
+        with tempfile.TemporaryDirectory() as tmp:
+            ckpt = None
+            if rank == 0:
+                torch.save({"net": {k: v.detach().cpu() for k, v in fwd.net.state_dict().items()},
+                            "optimizer": optimizer.state_dict(), "epoch": epoch, "best_f1": best_f1,
+                            "best_epoch": best_epoch, "bad_epochs": bad, "history": history, "best_net": best_net},
+                           Path(tmp) / STATE_FILE)
+                ckpt = ray.train.Checkpoint.from_directory(tmp)
+            ray.train.report(metrics, checkpoint=ckpt)
+        if rank == 0 and cfg.get("progress"):
+            print(f"epoch {epoch + 1}/{cfg['epochs']}: loss {metrics['loss']:.4f}  dev strict F1 {strict:.3f}  "
+                  f"relaxed F1 {relaxed:.3f}{'  (best)' if improved else ''}", flush=True)
+        if stop:
+            break
