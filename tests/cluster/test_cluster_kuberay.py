@@ -25,6 +25,7 @@ EXPECTED = {
     "rayjob-baseline.yaml": "RayJob",
     "raycronjob-nightly.yaml": "RayCronJob",
     "raycluster-interactive.yaml": "RayCluster",
+    "rayjob-finetune.yaml": "RayJob",
 }
 
 
@@ -206,7 +207,7 @@ def test_job_runtime_env_merges_with_the_drivers_own(name, manifests, monkeypatc
         assert env.get("RAY_OVERRIDE_JOB_RUNTIME_ENV") == "1"
 
 
-@pytest.mark.parametrize("path", MANIFESTS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [p for p in MANIFESTS if p.name != "rayjob-finetune.yaml"], ids=lambda p: p.name)
 def test_gpu_and_cpu_worker_groups(path, manifests):
     groups = dict(_groups(manifests[path.name]))
     assert {"cpu-parse", "gpu-model"} <= set(groups)
@@ -303,3 +304,14 @@ def test_nightly_schedule_is_daily(manifests):
     assert (dom, month, dow) == ("*", "*", "*") and minute.isdigit() and hour.isdigit()
     (cmd,) = python_commands(spec["jobTemplate"]["entrypoint"])
     assert cmd[1].endswith("/jobs/nightly.py")
+
+
+def test_finetune_has_one_train_worker_per_gpu(manifests):
+    doc = manifests["rayjob-finetune.yaml"]
+    groups = dict(_groups(doc))
+    gpu = _ray_container(groups["gpu-train"])["resources"]
+    assert gpu["requests"]["nvidia.com/gpu"] == gpu["limits"]["nvidia.com/gpu"] == "1"
+    words = doc["spec"]["entrypoint"].split()
+    assert words[:2] == ["python", "/home/ray/biogliner/jobs/finetune.py"] and "--use-gpu" in words
+    assert int(words[words.index("--num-workers") + 1]) == groups["gpu-train"]["replicas"]
+    assert groups["head"]["rayStartParams"].get("num-cpus") == "0", "no tasks on the head"
