@@ -18,6 +18,31 @@ import sys
 
 logger = logging.getLogger(__name__)
 
+LABELS_TOKENIZER_ENV = "BIOGLINER_LABELS_TOKENIZER"  # read by biogliner.model.labels_tokenizer
+
+
+class _LabelsTokenizerAction(argparse.Action):
+    """Stores the value and exports it as $BIOGLINER_LABELS_TOKENIZER, so that every model load of
+    this run (predict, eval, labels embed, local Ray workers started afterwards) uses it."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        import os
+
+        setattr(namespace, self.dest, values)
+        os.environ[LABELS_TOKENIZER_ENV] = values
+
+
+def add_labels_tokenizer_option(parser: argparse.ArgumentParser) -> None:
+    """``--labels-tokenizer``: declared here once, used by ``model mirror`` and the shared model options."""
+    parser.add_argument(
+        "--labels-tokenizer",
+        default=None,
+        metavar="PATH",
+        action=_LabelsTokenizerAction,
+        help="labels tokenizer (directory, URL or hub id) for checkpoints without labels_tokenizer/ "
+        f"(default: ${LABELS_TOKENIZER_ENV}, else the labels_encoder id via the local Hugging Face cache, then the hub)",
+    )
+
 
 def register(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("model", help="checkpoint utilities (mirror)", description=__doc__.split("\n\n")[0])
@@ -34,13 +59,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     m.add_argument("src", metavar="SRC", help="checkpoint: hub id, local directory or fsspec URL")
     m.add_argument("dest", metavar="DEST", help="target: local directory (must not exist) or fsspec URL prefix")
     m.add_argument("--revision", default=None, help="hub revision (branch, tag or commit) of SRC")
-    m.add_argument(
-        "--labels-tokenizer",
-        default=None,
-        metavar="PATH",
-        help="labels tokenizer directory, URL or hub id, for checkpoints without labels_tokenizer/ "
-        "(default: $BIOGLINER_LABELS_TOKENIZER, else the labels_encoder id via the HF cache, then the hub)",
-    )
+    add_labels_tokenizer_option(m)
     m.add_argument("--cache-dir", default=None, help="local cache for SRC fetched from the hub or a URL")
     m.add_argument("--storage-options", default=None, metavar="JSON", help="fsspec storage options (JSON) for SRC and DEST URLs")
     m.add_argument("--overwrite", action="store_true", help="replace an existing mirror at DEST")

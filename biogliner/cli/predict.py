@@ -51,6 +51,9 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         default="fp32",
         help="fp32 (default, exact) or bf16/fp16 autocast (faster, scores differ slightly)",
     )
+    from biogliner.cli.model import add_labels_tokenizer_option
+
+    add_labels_tokenizer_option(parser)
 
 
 def register(subparsers) -> argparse.ArgumentParser:

@@ -23,7 +23,7 @@ import os
 import shutil
 from pathlib import Path
 
-from conftest import LABELS, _tokenizer
+from model_checkpoints import LABELS, _tokenizer
 from model_corpus import BIO_WORDS, PUNCT_SNIPPETS, UNICODE_SNIPPETS, long_text, parity_texts
 
 LABELS_ID = "test-org/tiny-labels-encoder"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import LABELS, biogliner_model, reference_model
+from model_checkpoints import LABELS, biogliner_model, reference_model
 from model_corpus import long_text, parity_texts
 
 from biogliner.labels import LabelSet, LabelSpec

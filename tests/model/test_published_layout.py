@@ -189,3 +189,25 @@ def test_mirror_to_local_dir_is_self_contained(published, hf_env, monkeypatch, t
     with pytest.raises(CheckpointError, match="no labels tokenizer"):
         mirror(str(ckpt), str(tmp_path / "mirrors" / "other"))
     assert [p.name for p in dest.parent.iterdir()] == ["bi-tiny"]
+
+
+def test_predict_cli_labels_tokenizer_option(published, monkeypatch, tmp_path, capsys):
+    """``--labels-tokenizer`` (declared once, shared model options) reaches the model load."""
+    import os
+
+    from biogliner.cli import main
+
+    ckpt, cache = published
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("BIOGLINER_LABELS_TOKENIZER", raising=False)
+    snapshot = next((cache / ("models--" + LABELS_ID.replace("/", "--")) / "snapshots").iterdir())
+    texts = tmp_path / "in.txt"
+    texts.write_text("BRCA1 mutations cause breast cancer.\n")
+    args = ["predict", "--model", str(ckpt), "--device", "cpu", "--label", "disease", "--input", str(texts)]
+    assert main(args) == 2 and "no labels tokenizer" in capsys.readouterr().err
+    try:
+        assert main([*args, "--labels-tokenizer", str(snapshot)]) == 0
+    finally:
+        os.environ.pop("BIOGLINER_LABELS_TOKENIZER", None)
+    assert json.loads(capsys.readouterr().out.splitlines()[0])["id"] == 1
