@@ -35,6 +35,7 @@ Examples::
     python scripts/bench_model.py --quick                       # tiny shapes, a smoke run
     python scripts/bench_model.py --rounds 2                    # full CPU benchmark (~20-30 min on 2 cores)
     python scripts/bench_model.py --device cuda --precision bf16 --batch-size 64 --n-texts 5000 --skip-reference
+    python scripts/bench_model.py --threads 1 --int8 --n-texts 8 --out benchmarks/bench_model_cpu_onnx_t1.json
 """
 
 from __future__ import annotations

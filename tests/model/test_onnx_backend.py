@@ -79,12 +79,12 @@ def test_onnx_entities_equal_torch(ckpts, name):
     onnx_base = onnx_m.embed_labels(LabelSet.from_names(LABELS))  # the labels encoder stays PyTorch
     assert torch.equal(base.q, onnx_base.q)
     (thr,) = score_quantiles(torch_m, base, TEXTS[::4], [0.995])
-    for flat, batch_size in ((True, 8), (False, 3)):
+    for flat, batch_size, texts in ((True, 8, TEXTS), (False, 3, TEXTS[1::2])):
         bank = base.with_options(threshold=thr, flat_ner=flat)
-        a = [r[0] for r in torch_m.predict(TEXTS, [bank], batch_size=batch_size)]
-        b = [r[0] for r in onnx_m.predict(TEXTS, [bank], batch_size=batch_size)]
-        n, _ = assert_same_entities(TEXTS, a, b)
-        assert n >= len(TEXTS) // 2, f"too few entities to compare ({n})"
+        a = [r[0] for r in torch_m.predict(texts, [bank], batch_size=batch_size)]
+        b = [r[0] for r in onnx_m.predict(texts, [bank], batch_size=batch_size)]
+        n, _ = assert_same_entities(texts, a, b)
+        assert n >= len(texts) // 2, f"too few entities to compare ({n})"
 
 
 @pytest.mark.parametrize("name", ["deberta", "bert"])
@@ -215,8 +215,10 @@ def test_int8_is_quantized_and_agreement_is_measured(ckpts):
     base = torch_m.embed_labels(LabelSet.from_names(LABELS))
     (thr,) = score_quantiles(torch_m, base, TEXTS[::4], [0.995])
     bank = base.with_options(threshold=thr)
-    a = {(i, k) for i, r in enumerate(torch_m.predict(TEXTS, [bank])) for k in keyed(r[0])}
-    b = {(i, k) for i, r in enumerate(q.predict(TEXTS, [bank])) for k in keyed(r[0])}
+    texts = TEXTS[::2]
+    a = {(i, k) for i, r in enumerate(torch_m.predict(texts, [bank])) for k in keyed(r[0])}
+    b = {(i, k) for i, r in enumerate(q.predict(texts, [bank])) for k in keyed(r[0])}
     f1 = 2 * len(a & b) / (len(a) + len(b))
-    assert len(a) >= len(TEXTS) // 2
+    print(f"int8 entity agreement with fp32 torch: F1 {f1:.3f} ({len(b)} vs {len(a)} entities)")
+    assert len(a) >= len(texts) // 2
     assert f1 >= 0.5, f"int8 entity F1 against fp32 {f1:.3f}"
