@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import LABELS
+from model_checkpoints import LABELS
 from model_corpus import parity_texts
 from test_parity import score_quantiles
 
