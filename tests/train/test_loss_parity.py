@@ -10,8 +10,6 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("gliner")
 
-from conftest import load_reference  # noqa: E402
-
 from biogliner.eval.gold import GoldDoc, Span  # noqa: E402
 from biogliner.text.words import split_words  # noqa: E402
 
@@ -29,6 +27,16 @@ SETTINGS = {
     "focal": dict(loss_type="focal", alpha=0.75, gamma=2.0, label_smoothing=0.1, reduction="sum"),
     "bce-mean": dict(loss_type="bce", alpha=-1.0, gamma=0.0, label_smoothing=0.0, reduction="mean"),
 }
+
+
+def load_reference(path):
+    import warnings
+
+    from gliner import GLiNER
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return GLiNER.from_pretrained(str(path), local_files_only=True, strict=True)
 
 
 def _docs(gold):
