@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from model_checkpoints import LABELS
@@ -20,6 +21,8 @@ pytest.importorskip("onnx")
 
 from biogliner.model import BiEncoder  # noqa: E402
 from biogliner.model import onnx_encoder as oe  # noqa: E402
+from biogliner.model.decode import candidates  # noqa: E402
+from biogliner.model.preprocess import collate  # noqa: E402
 
 TOL = 1e-5
 TEXTS = parity_texts()
@@ -45,29 +48,42 @@ def keyed(ents) -> dict[tuple, float]:
     return {(e.start, e.end, e.label): e.score for e in ents}
 
 
-def assert_same_entities(texts, a_out, b_out, tol: float = TOL) -> tuple[int, int]:
-    """Equal (start, end, label) sets with scores within ``tol``; the only accepted difference is
-    greedy decoding keeping the other one of two overlapping candidates whose scores tie within
-    ``tol`` (float noise decides a tie). Returns (entities compared, tie-explained differences)."""
-    n = ties = 0
+def text_logits(m: BiEncoder, bank, text: str) -> torch.Tensor:
+    """Span logits [N, K, C] of one text's chunks, run as one batch."""
+    enc = m.preprocessor().encode([text])
+    chunks = collate(enc, [(0, c) for c in range(enc[0].n_chunks)], m._pad_id)
+    with torch.inference_mode():
+        return m.forward(chunks, bank.q, bank.r), chunks
+
+
+def near_tie(m: BiEncoder, bank, text: str, tol: float) -> bool:
+    """Whether two of the text's candidate spans (above threshold) score within ``tol`` of each
+    other: greedy decoding then depends on float noise, and the choice can cascade to spans
+    that tie with nothing (A keeps X over Y, so Z that overlaps Y only survives in A)."""
+    logits, chunks = text_logits(m, bank, text)
+    *_, scores = candidates(logits, bank.thresholds(), torch.from_numpy(np.asarray(chunks.room)))
+    s = np.sort(scores)
+    return bool(len(s) > 1 and np.min(np.diff(s)) <= tol)
+
+
+def assert_same_entities(m, bank, texts, a_out, b_out, tol: float = TOL) -> tuple[int, int]:
+    """Equal (start, end, label) sets with scores within ``tol`` on every text whose candidates
+    have no near-tie; texts with a near-tie are excluded (few allowed). Returns (entities
+    compared, texts excluded)."""
+    n = excluded = 0
     for i, (text, a, b) in enumerate(zip(texts, a_out, b_out, strict=True)):
         for e in b:
             assert text[e.start : e.end] == e.text, (i, e)
         ka, kb = keyed(a), keyed(b)
-        for k in ka.keys() & kb.keys():
+        if ka.keys() != kb.keys() and near_tie(m, bank, text, tol):
+            excluded += 1
+            continue
+        assert ka.keys() == kb.keys(), f"text {i}: {sorted(ka.keys() ^ kb.keys())} differ without a near-tie"
+        for k in ka:
             assert abs(ka[k] - kb[k]) <= tol, (i, k, ka[k], kb[k])
-        only_a, only_b = ka.keys() - kb.keys(), kb.keys() - ka.keys()
-        for k in only_a | only_b:
-            s = ka.get(k, kb.get(k))
-            other = only_b if k in only_a else only_a
-            other_scores = kb if k in only_a else ka
-            assert any(
-                not (k[0] >= o[1] or o[0] >= k[1]) and abs(s - other_scores[o]) <= tol for o in other
-            ), f"text {i}: {k} ({s}) differs between backends without a tie"
-        ties += len(only_a) + len(only_b)
-        n += len(ka.keys() & kb.keys())
-    assert ties <= max(2, n // 50), f"{ties} tie-explained differences for {n} equal entities"
-    return n, ties
+        n += len(ka)
+    assert excluded <= max(2, len(texts) // 20), f"{excluded} texts with near-tie differences out of {len(texts)}"
+    return n, excluded
 
 
 @pytest.mark.parametrize("name", ["deberta", "bert"])
@@ -78,12 +94,16 @@ def test_onnx_entities_equal_torch(ckpts, name):
     base = torch_m.embed_labels(LabelSet.from_names(LABELS))
     onnx_base = onnx_m.embed_labels(LabelSet.from_names(LABELS))  # the labels encoder stays PyTorch
     assert torch.equal(base.q, onnx_base.q)
+    for text in TEXTS[::7]:  # the span logits themselves, before any decoding
+        want, _ = text_logits(torch_m, base, text)
+        got, _ = text_logits(onnx_m, base, text)
+        assert float((got - want).abs().max()) <= 1e-4, text
     (thr,) = score_quantiles(torch_m, base, TEXTS[::4], [0.995])
     for flat, batch_size, texts in ((True, 8, TEXTS), (False, 3, TEXTS[1::2])):
         bank = base.with_options(threshold=thr, flat_ner=flat)
         a = [r[0] for r in torch_m.predict(texts, [bank], batch_size=batch_size)]
         b = [r[0] for r in onnx_m.predict(texts, [bank], batch_size=batch_size)]
-        n, _ = assert_same_entities(texts, a, b)
+        n, _ = assert_same_entities(torch_m, bank, texts, a, b)
         assert n >= len(texts) // 2, f"too few entities to compare ({n})"
 
 
@@ -145,8 +165,8 @@ def test_export_of_another_checkpoint_is_not_reused(ckpts, tmp_path, monkeypatch
     assert oe.read_metadata(target)["biogliner_fingerprint"] == fp
     texts = TEXTS[:12]
     bank = m.embed_labels(LabelSet.from_names(LABELS, threshold=0.5))
-    a = [r[0] for r in model(ckpts, "deberta", "torch").predict(texts, [bank])]
-    assert_same_entities(texts, a, [r[0] for r in m.predict(texts, [bank])])
+    tm = model(ckpts, "deberta", "torch")
+    assert_same_entities(tm, bank, texts, [r[0] for r in tm.predict(texts, [bank])], [r[0] for r in m.predict(texts, [bank])])
 
 
 def test_changed_weights_get_a_new_export(ckpts, tmp_path, monkeypatch):
