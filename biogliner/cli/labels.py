@@ -65,18 +65,13 @@ def run_list(args) -> int:
 
 
 def describe(label_set, *, model_fingerprint: str | None = None, kind: str = "label set") -> dict:
+    canonical = label_set.canonical()  # the one owner of "what predicts": options and labels
     d = {
         "kind": kind,
         "id": label_set.id,
         "digest": label_set.digest,
         "content_hash": label_set.content_hash(),
-        "threshold": label_set.threshold,
-        "flat_ner": label_set.flat_ner,
-        "multi_label": label_set.multi_label,
-        "labels": [
-            {"name": s.name, "prompt": s.text, "threshold": t}
-            for s, t in zip(label_set.labels, label_set.thresholds(), strict=True)
-        ],
+        **{k: canonical[k] for k in ("threshold", "flat_ner", "multi_label", "labels")},
     }
     if model_fingerprint is not None:
         d["model_fingerprint"] = model_fingerprint

@@ -108,12 +108,7 @@ def _text_config(kind: str, vocab_size: int, width: int, layers: int, heads: int
     if kind == "deberta":
         # DeBERTa-v3 style: relative attention with log buckets, no absolute positions.
         return DebertaV2Config(
-            vocab_size=vocab_size,
-            hidden_size=width,
-            num_hidden_layers=layers,
-            num_attention_heads=heads,
-            intermediate_size=4 * width,
-            max_position_embeddings=512,
+            **_common_config(vocab_size, width, layers, heads),
             relative_attention=True,
             position_buckets=64,
             max_relative_positions=-1,
@@ -123,7 +118,6 @@ def _text_config(kind: str, vocab_size: int, width: int, layers: int, heads: int
             share_att_key=True,
             type_vocab_size=0,
             layer_norm_eps=1e-7,
-            pad_token_id=0,
         )
     if kind == "bert":
         return _bert_config(vocab_size, width, layers, heads)
@@ -133,7 +127,11 @@ def _text_config(kind: str, vocab_size: int, width: int, layers: int, heads: int
 def _bert_config(vocab_size: int, width: int, layers: int, heads: int):
     from transformers import BertConfig
 
-    return BertConfig(
+    return BertConfig(**_common_config(vocab_size, width, layers, heads))
+
+
+def _common_config(vocab_size: int, width: int, layers: int, heads: int) -> dict:
+    return dict(
         vocab_size=vocab_size,
         hidden_size=width,
         num_hidden_layers=layers,
