@@ -36,6 +36,9 @@ def register(subparsers) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_model_options(p)
+    from biogliner.cli.model import add_backend_option
+
+    add_backend_option(p)
     p.add_argument(
         "--data",
         required=True,
@@ -126,10 +129,15 @@ def run(args) -> int:
     from biogliner.labels import LabelSetError
     from biogliner.model.errors import LabelBankError
 
+    from biogliner.pipeline.config import backend_problem
+
     try:
         cfg = config_from_args(args)
     except ValueError as exc:
         return _error(str(exc))
+    problem = backend_problem(args.backend, cfg.device, cfg.precision)
+    if problem:
+        return _error(f"--{problem}")
     # Read the gold data and check the labels before loading the model: fail fast on bad input.
     try:
         corpus = load_corpus(cfg)
@@ -146,9 +154,10 @@ def run(args) -> int:
     from biogliner.model import CheckpointError
 
     try:
-        report = run_eval(cfg, model=_load_model(cfg), corpus=corpus, plan=plan)
+        report = run_eval(cfg, model=_load_model(cfg, args.backend), corpus=corpus, plan=plan)
     except (GoldFormatError, LabelSetError, CheckpointError, FileNotFoundError) as exc:
         return _error(str(exc))
+    report["backend"] = args.backend  # the text encoder's runtime: scores differ by backend in the last bits
     if args.report:
         try:
             _write_report(args.report, report)
@@ -166,10 +175,12 @@ def _default_model() -> str:
     return default_model()
 
 
-def _load_model(cfg):
+def _load_model(cfg, backend: str = "torch"):
     from biogliner.model import BiEncoder
 
-    return BiEncoder.load(cfg.model, revision=cfg.revision, device=cfg.device, precision=cfg.precision, cache_dir=cfg.cache_dir)
+    return BiEncoder.load(
+        cfg.model, revision=cfg.revision, device=cfg.device, precision=cfg.precision, cache_dir=cfg.cache_dir, backend=backend
+    )
 
 
 def _write_report(url: str, report: dict) -> None:

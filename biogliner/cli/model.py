@@ -44,6 +44,21 @@ def add_labels_tokenizer_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_backend_option(parser) -> None:
+    """``--backend``: declared here once, used by ``predict``, ``eval``, ``annotate`` and ``nightly``
+    (and the Ray jobs); the choices are :data:`biogliner.pipeline.config.BACKENDS`."""
+    from biogliner.pipeline.config import BACKENDS
+
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="torch",
+        help="text encoder: torch (default), onnx (onnxruntime, CPU and fp32 only, exported once per checkpoint and "
+        "cached; scores differ from torch in the last bits) or onnx-int8 (int8 weights: faster, approximate); "
+        "the onnx ones need pip install 'biogliner[onnx]' (docs/model.md)",
+    )
+
+
 def register(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("model", help="checkpoint utilities (mirror)", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="model_command", metavar="ACTION")

@@ -68,6 +68,9 @@ def register(subparsers) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_model_options(p)
+    from biogliner.cli.model import add_backend_option
+
+    add_backend_option(p)
     src = p.add_mutually_exclusive_group()
     src.add_argument(
         "--labels", metavar="SET", help="label set: built-in name, YAML path/URL or pre-embedded bank (.safetensors) (default: biomed)"
@@ -253,6 +256,7 @@ def load_model(args):
         device=args.device,
         precision=args.precision,
         cache_dir=args.cache_dir,
+        backend=getattr(args, "backend", "torch"),  # `labels embed` has no --backend: it runs the labels encoder only
     )
 
 
@@ -288,6 +292,12 @@ def run(args) -> int:
     if args.threshold is not None and not 0.0 < args.threshold < 1.0:
         print(f"biogliner predict: error: --threshold must be in (0, 1), got {args.threshold}", file=sys.stderr)
         return EXIT_USAGE
+    from biogliner.pipeline.config import backend_problem
+
+    problem = backend_problem(args.backend, args.device, args.precision)  # before reading or loading anything
+    if problem:
+        print(f"biogliner predict: error: --{problem}", file=sys.stderr)
+        return EXIT_USAGE
     block = args.block_size or max(256, 8 * args.batch_size)
     counts = Counts()
     source = "<stdin>" if args.input == "-" else args.input
@@ -319,7 +329,7 @@ def _run(args, fh, counts: Counts, source: str, block: int) -> int:
     label_set = bank.label_set
     if not args.quiet:
         print(
-            f"biogliner predict: model {model.fingerprint}, labels {label_set.id} ({len(label_set.labels)} labels, "
+            f"biogliner predict: model {model.fingerprint} ({args.backend}), labels {label_set.id} ({len(label_set.labels)} labels, "
             f"flat_ner={label_set.flat_ner}, multi_label={label_set.multi_label}), loaded in {t_load:.1f}s",
             file=sys.stderr,
         )

@@ -68,6 +68,9 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     )
     m.add_argument("--device", default=None, help="torch device of the model workers (default: cuda if available)")
     m.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32", help="model precision (default fp32)")
+    from biogliner.cli.model import add_backend_option  # declared once, shared with predict and eval
+
+    add_backend_option(m)
 
     r = p.add_argument_group("resources")
     r.add_argument("--num-model-workers", type=int, default=1, metavar="N", help="model actors (default 1)")
@@ -115,6 +118,7 @@ def config_from_args(args: argparse.Namespace) -> AnnotateConfig:
         storage_options=opts,
         device=args.device,
         precision=args.precision,
+        backend=args.backend,
         run_id=args.run_id,
         verify_md5=args.verify_md5,
         reannotate=getattr(args, "reannotate", False),

@@ -15,8 +15,9 @@ The model stage runs each row as one ``predict_encoded(micro_batch, banks, batch
 which is exactly one padded forward with its rows in a fixed order (more only for a lone
 passage of more than ``batch_size`` chunks, split the same way every time). Scheduling (number
 of actors, rows per call, block sizes, retries, kills, the entry point) moves whole rows and so
-cannot change a score. What still does: ``batch_size``, precision, device (and on CPU possibly
-torch's thread count), recorded with each commit (:func:`scoring`).
+cannot change a score. What still does: ``batch_size``, precision, device, the backend (PyTorch
+or onnxruntime, see :mod:`biogliner.model.onnx_encoder`) and on CPU possibly the thread count,
+recorded with each commit (:func:`scoring`).
 
 :func:`group_window` is the pure grouping rule; :func:`micro_batches` applies it to one input's
 stream of parse blocks (a plain generator: tested without a cluster).
@@ -136,9 +137,13 @@ class _Rows:
         return pa.Table.from_pydict(self.cols, schema=stream.BATCHED)
 
 
-def scoring(batch_size: int, precision: str, device: str, *, threads: int | None = None, accelerator: str | None = None) -> dict[str, Any]:
-    """What, besides the model and the input, determines the scores: recorded with each commit."""
-    out: dict[str, Any] = {"batch_size": batch_size, "precision": precision, "device": device, "grouping": GROUPING}
+def scoring(
+    batch_size: int, precision: str, device: str, *, backend: str = "torch", threads: int | None = None, accelerator: str | None = None
+) -> dict[str, Any]:
+    """What, besides the model and the input, determines the scores: recorded with each commit.
+    ``backend``: the text encoder's runtime (``torch``, ``onnx``, ``onnx-int8``); commits made
+    before it was recorded ran ``torch``."""
+    out: dict[str, Any] = {"batch_size": batch_size, "precision": precision, "device": device, "backend": backend, "grouping": GROUPING}
     if threads is not None:
         out["threads"] = threads
     if accelerator:

@@ -16,6 +16,11 @@ from typing import Any, Literal
 
 Precision = Literal["fp32", "bf16", "fp16"]
 Progress = Literal["auto", "bars", "log", "none"]
+# The model backends (biogliner.model.onnx_encoder.BACKENDS, which imports torch; a test checks
+# that the two agree). "onnx"/"onnx-int8" run the text encoder in onnxruntime on the CPU.
+Backend = Literal["torch", "onnx", "onnx-int8"]
+BACKENDS: tuple[str, ...] = ("torch", "onnx", "onnx-int8")
+ONNX_INSTALL_HINT = "install the onnx extra: pip install 'biogliner[onnx]' (onnxruntime, onnx)"
 
 DEFAULT_OUTPUT = "./biogliner-output"
 MODEL_ENV = "BIOGLINER_MODEL"
@@ -31,6 +36,29 @@ class ConfigError(ValueError):
 def new_run_id() -> str:
     """``YYYYMMDDTHHMMSSZ-<6 hex>``: sorts by start time, unique across concurrent drivers."""
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+def backend_problem(backend: str, device: str | None = None, precision: str = "fp32") -> str | None:
+    """Why ``backend`` cannot run with ``device`` and ``precision`` here (``None`` when it can),
+    without importing torch: a backend name not in :data:`BACKENDS`, an ONNX backend on a device
+    other than the CPU or in another precision than fp32, or onnxruntime/onnx not installed.
+    Shared by ``biogliner predict``, ``eval``, ``annotate`` and ``nightly`` to fail before any work."""
+    if backend not in BACKENDS:
+        return f"backend: one of {', '.join(BACKENDS)}, got {backend!r}"
+    if backend == "torch":
+        return None
+    if device is not None and device.split(":", 1)[0] != "cpu":
+        return f"backend {backend!r} runs on the CPU only, not device {device!r}: use --backend torch on GPUs"
+    if precision != "fp32":
+        return f"backend {backend!r} runs in fp32 only, not precision {precision!r} (int8 is --backend onnx-int8)"
+    import importlib
+
+    for name in ("onnxruntime", "onnx"):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            return f"backend {backend!r} needs {name}, which is not installed: {ONNX_INSTALL_HINT}"
+    return None
 
 
 def default_model() -> str:
@@ -49,7 +77,10 @@ class AnnotateConfig:
     ``inputs`` empty means the bundled sample corpus. ``labels`` holds label-set references:
     built-in names (``biomed``), YAML paths/URLs, or pre-embedded bank files (``.safetensors``).
     ``threshold`` overrides every label's threshold when set. ``gpus_per_worker`` ``None`` means
-    one GPU per model worker when the cluster has GPUs, CPU actors otherwise.
+    one GPU per model worker when the cluster has GPUs, CPU actors otherwise (always CPU actors
+    with an ONNX ``backend``). ``backend`` changes scores in the last bits (``onnx``) or more
+    (``onnx-int8``), not the model: it is recorded with each commit's scoring settings, not in
+    the model fingerprint.
     """
 
     inputs: tuple[str, ...] = ()
@@ -69,6 +100,7 @@ class AnnotateConfig:
     storage_options: dict[str, Any] = field(default_factory=dict)
     device: str | None = None
     precision: Precision = "fp32"
+    backend: Backend = "torch"  # text encoder: PyTorch, or onnxruntime on CPU actors (onnx, onnx-int8)
     model_revision: str | None = None
     cache_dir: str | None = None
     run_id: str = ""  # "" -> new_run_id()
@@ -118,6 +150,14 @@ class AnnotateConfig:
             raise ConfigError(f"threshold: must be in (0, 1), got {self.threshold!r}")
         if self.precision not in ("fp32", "bf16", "fp16"):
             raise ConfigError(f"precision: fp32, bf16 or fp16, got {self.precision!r}")
+        problem = backend_problem(self.backend, self.device, self.precision)
+        if problem:
+            raise ConfigError(problem)
+        if self.backend != "torch" and self.gpus_per_worker:
+            raise ConfigError(
+                f"gpus_per_worker: backend {self.backend!r} runs on the CPU only, got {self.gpus_per_worker!r} "
+                "(leave it unset: ONNX model actors take no GPU)"
+            )
         if self.progress not in ("auto", "bars", "log", "none"):
             raise ConfigError(f"progress: auto, bars, log or none, got {self.progress!r}")
         if not self.target_block_mb > 0:
@@ -158,6 +198,7 @@ class AnnotateConfig:
             "storage_options_keys": sorted(self.storage_options),
             "device": self.device,
             "precision": self.precision,
+            "backend": self.backend,
             "run_id": self.run_id,
             "verify_md5": self.verify_md5,
             "reannotate": self.reannotate,

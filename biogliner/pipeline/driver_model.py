@@ -61,11 +61,17 @@ class DriverModel:
             log.info("model %s: fingerprint %s", self.ref, self._fingerprint)
         return self._fingerprint
 
-    def load(self):
-        """The ``BiEncoder`` on CPU, its fingerprint checked against the one the plan compared."""
+    def load(self, backend: str = "torch"):
+        """The ``BiEncoder`` on CPU, its fingerprint checked against the one the plan compared.
+
+        ``backend`` ``onnx``/``onnx-int8``: the text encoder's export is made (or found in its
+        cache) and checked against PyTorch here, before Ray, so a checkpoint that does not export
+        exactly fails in seconds and the model actors of this node reuse the cached file. The
+        backend never changes the fingerprint: same weights, same model identity for the plan;
+        it is recorded with each commit's scoring settings instead (``batching.scoring``)."""
         from biogliner.model import BiEncoder
 
-        encoder = BiEncoder.from_directory(self.directory(), device="cpu", source=self.ref)
+        encoder = BiEncoder.from_directory(self.directory(), device="cpu", source=self.ref, backend=backend)
         if self._fingerprint is not None and encoder.fingerprint != self._fingerprint:
             raise RuntimeError(f"{self.ref}: the checkpoint changed while the run was planned ({self._fingerprint} -> {encoder.fingerprint})")
         self._fingerprint = encoder.fingerprint

@@ -30,6 +30,7 @@ class Annotate:
         batch_size: int = 8,
         device: str | None = None,
         precision: str = "fp32",
+        backend: str = "torch",
         revision: str | None = None,
         cache_dir: str | None = None,
         model_storage_options: dict | None = None,
@@ -51,6 +52,7 @@ class Annotate:
             revision=revision,
             device=device,
             precision=precision,
+            backend=backend,
             cache_dir=cache_dir,
             storage_options=bio.resolve_storage_options(model, model_storage_options) if "://" in model else None,
         )
@@ -59,7 +61,8 @@ class Annotate:
         ]
         self.batch_size = batch_size
         self.faults = Faults(fault, fault_dir)
-        log.info("model actor ready: %s, %d label bank(s)", self.model.fingerprint, len(self.banks))
+        self.backend = backend
+        log.info("model actor ready: %s (%s), %d label bank(s)", self.model.fingerprint, backend, len(self.banks))
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         """``stream.BATCHED`` rows -> ``stream.ANNOTATED`` rows: each ``batch`` row (one

@@ -57,7 +57,9 @@ def annotate(config: AnnotateConfig, *, ensure_ray: Callable[[], None] | None = 
     try:
         if plan.todo:
             t_banks = time.perf_counter()
-            encoder = model.load()  # before Ray: a missing/unreachable model fails in seconds
+            # before Ray: a missing/unreachable model fails in seconds, and an ONNX backend's
+            # export (cached next to the checkpoint for the actors) is made and checked here
+            encoder = model.load(backend=config.backend)
             bank_dir = bio.join(config.output, "_runs", config.run_id, "banks")
             bank_urls, fingerprint = prepare_banks(sources, config.model, bank_dir, storage_options=config.storage_options, encoder=encoder)
             del encoder
@@ -118,7 +120,10 @@ def _run_dataset(config, store, items, sources, summary, storage_options, bank_u
     model_opts = bio.resolve_storage_options(config.model, config.storage_options) if "://" in config.model else None
     banks = [BankInfo(s.id, fingerprint, tuple(spec.name for spec in s.label_set.labels), s.label_set.content_hash()) for s in sources]
     has_gpus = ray.cluster_resources().get("GPU", 0) > 0
-    gpus = config.gpus_per_worker if config.gpus_per_worker is not None else (1.0 if has_gpus else 0.0)
+    if config.backend != "torch":
+        gpus = 0.0  # the ONNX backends run on the CPU (AnnotateConfig refuses a GPU for them)
+    else:
+        gpus = config.gpus_per_worker if config.gpus_per_worker is not None else (1.0 if has_gpus else 0.0)
 
     params = ParseParams(
         output=config.output,
@@ -144,6 +149,7 @@ def _run_dataset(config, store, items, sources, summary, storage_options, bank_u
             "batch_size": config.batch_size,
             "device": config.device,
             "precision": config.precision,
+            "backend": config.backend,
             "revision": config.model_revision,
             "cache_dir": config.cache_dir,
             "model_storage_options": model_opts,
@@ -204,7 +210,7 @@ def _scoring(config, gpus: float) -> dict:
         accelerator = ",".join(types) or None
     # a CPU actor's torch threads: --model-threads, else Ray's OMP_NUM_THREADS = its CPUs
     threads = (config.model_threads or max(1, int(config.cpus_per_worker))) if device == "cpu" else None
-    return scoring(config.batch_size, config.precision, device, threads=threads, accelerator=accelerator)
+    return scoring(config.batch_size, config.precision, device, backend=config.backend, threads=threads, accelerator=accelerator)
 
 
 def _local_cluster(ray) -> bool:

@@ -176,7 +176,7 @@ def test_actors_rows_per_call_and_block_sizes_do_not_change_a_byte(ray_session, 
         tables[name] = _entities_tables(out)
         entry = Store(out).entries()[0]
         scoring = next(iter(entry.label_sets.values())).scoring
-        assert scoring == {"batch_size": 4, "precision": "fp32", "device": "cpu", "threads": 1, "grouping": GROUPING}
+        assert scoring == {"batch_size": 4, "precision": "fp32", "device": "cpu", "backend": "torch", "threads": 1, "grouping": GROUPING}
     clean, other = tables["clean"], tables["other"]
     assert sorted(clean) == sorted(other) and sum(t.num_rows for t in clean.values()) > 20
     for part in clean:
