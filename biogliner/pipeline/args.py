@@ -131,8 +131,10 @@ def config_from_args(args: argparse.Namespace) -> AnnotateConfig:
 
 def ray_env_vars() -> dict[str, str]:
     """Environment the Ray workers need from the driver (no credentials): the S3 endpoint and
-    offline flags. Credentials come from each node's AWS chain."""
-    keys = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_DEFAULT_REGION", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HOME", "TOKENIZERS_PARALLELISM")
+    offline flags, the labels tokenizer named for checkpoints without one. Credentials come from
+    each node's AWS chain."""
+    keys = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_DEFAULT_REGION", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HOME",
+            "TOKENIZERS_PARALLELISM", "BIOGLINER_LABELS_TOKENIZER")
     return {k: os.environ[k] for k in keys if os.environ.get(k)}
 
 

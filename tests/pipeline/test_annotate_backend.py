@@ -142,3 +142,12 @@ def test_annotate_backend_onnx_reaches_the_actors_and_is_recorded(ray_session, t
     assert len(common) >= 20 and len(a.keys() ^ b.keys()) <= max(2, len(common) // 50), sorted(a.keys() ^ b.keys())
     assert max(abs(a[k] - b[k]) for k in common) <= TOL
     assert any(a[k] != b[k] for k in common), "bit-identical scores: the actors did not run onnxruntime"
+
+
+def test_a_named_labels_tokenizer_reaches_the_ray_workers(monkeypatch):
+    from biogliner.pipeline.args import ray_env_vars
+
+    monkeypatch.setenv("BIOGLINER_LABELS_TOKENIZER", "/models/all-MiniLM-L6-v2")
+    assert ray_env_vars()["BIOGLINER_LABELS_TOKENIZER"] == "/models/all-MiniLM-L6-v2"
+    monkeypatch.delenv("BIOGLINER_LABELS_TOKENIZER")
+    assert "BIOGLINER_LABELS_TOKENIZER" not in ray_env_vars()
