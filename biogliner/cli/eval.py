@@ -128,7 +128,6 @@ def run(args) -> int:
     from biogliner.eval.runner import format_report, load_corpus, make_plan, run_eval
     from biogliner.labels import LabelSetError
     from biogliner.model.errors import LabelBankError
-
     from biogliner.pipeline.config import backend_problem
 
     try:
