@@ -64,7 +64,8 @@ def register(subparsers) -> argparse.ArgumentParser:
         epilog="Examples:\n"
         "  biogliner predict --label 'gene or protein' --label disease < abstracts.txt\n"
         "  biogliner predict --labels biomed --input docs.jsonl --output ents.jsonl\n"
-        "  biogliner predict --model ckpt/ --bank biomed.safetensors --threshold 0.6 --nested",
+        "  biogliner predict --model ckpt/ --bank biomed.safetensors --threshold 0.6 --nested\n"
+        "  biogliner predict --model ckpt/ --labels biomed --backend onnx < abstracts.txt   # onnxruntime on the CPU",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_model_options(p)
