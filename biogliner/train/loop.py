@@ -6,8 +6,21 @@ scores the dev set with the production prediction path (:func:`biogliner.eval.ru
 broadcasts the result, and writes the epoch's checkpoint (network, optimizer, history, best
 weights) through ``ray.train.report``. A restarted worker group resumes from that checkpoint.
 
-Fault injection for tests only: ``BIOGLINER_FINETUNE_FAULT=epoch:step`` (0-based) makes rank 1
-(rank 0 with one worker) exit hard at that step, once per ``BIOGLINER_FINETUNE_FAULT_DIR``.
+Resuming: every worker-group start (attempt) reads ``ray.train.get_checkpoint()``, the last
+checkpoint the Ray Train controller registered (a restart after a failure within
+``FailureConfig(max_failures)``, or a rerun with the same storage and run name), and continues
+with the epoch after it: earlier epochs are never retrained. The checkpoint carries the list of
+attempts (``{"attempt", "resumed_after_epoch"}``) and each epoch's metrics name the attempt that
+trained it, so the report shows every resume.
+
+Fault injection for tests only: ``BIOGLINER_FINETUNE_FAULT=epoch:step`` (0-based), read by the
+driver (:func:`fault_from_env`) and passed to the workers in the loop config, makes rank 1 (rank 0
+with one worker) exit hard (``os._exit(137)``, what a SIGKILL looks like) at that step, once per
+``BIOGLINER_FINETUNE_FAULT_DIR`` (a marker file there records that it fired). Before dying the
+worker waits one Ray Train health-check interval and a second: Ray Train v2 registers an epoch's
+checkpoint only once its controller has polled every worker's report of it, so a worker killed
+within ~2 s of its last report takes that report with it and the run resumes one checkpoint
+earlier (a real kill can do the same; the test wants a deterministic resume point).
 """
 
 from __future__ import annotations
@@ -21,16 +34,33 @@ logger = logging.getLogger(__name__)
 STATE_FILE = "state.pt"
 
 
-def _fault(epoch: int, step: int, rank: int, world: int) -> None:
-    spec = os.environ.get("BIOGLINER_FINETUNE_FAULT")
-    if not spec or rank != min(1, world - 1):
+FAULT_ENV, FAULT_DIR_ENV = "BIOGLINER_FINETUNE_FAULT", "BIOGLINER_FINETUNE_FAULT_DIR"
+
+
+def fault_from_env() -> dict | None:
+    """The fault to inject (``{"epoch", "step", "dir"}``) from the driver's environment, or None."""
+    spec = os.environ.get(FAULT_ENV)
+    if not spec:
+        return None
+    try:
+        e, s = (int(x) for x in spec.split(":"))
+    except ValueError:
+        raise ValueError(f"{FAULT_ENV}: expected EPOCH:STEP (0-based integers), got {spec!r}") from None
+    return {"epoch": e, "step": s, "dir": os.environ.get(FAULT_DIR_ENV, tempfile.gettempdir())}
+
+
+def _fault(fault: dict | None, epoch: int, step: int, rank: int, world: int) -> None:
+    if not fault or rank != min(1, world - 1) or (epoch, step) != (fault["epoch"], fault["step"]):
         return
-    e, s = (int(x) for x in spec.split(":"))
-    marker = Path(os.environ.get("BIOGLINER_FINETUNE_FAULT_DIR", tempfile.gettempdir())) / "finetune-fault.done"
-    if (epoch, step) == (e, s) and not marker.exists():
-        marker.write_text("fired\n")
-        logger.error("fault injection: worker %d exits at epoch %d step %d", rank, epoch, step)
-        os._exit(137)
+    marker = Path(fault["dir"]) / "finetune-fault.done"
+    if marker.exists():
+        return
+    marker.write_text("fired\n")
+    import time
+
+    time.sleep(float(os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "2")) + 1.0)  # see the module doc
+    logger.error("fault injection: worker %d exits at epoch %d step %d", rank, epoch, step)
+    os._exit(137)
 
 
 def load_state(checkpoint) -> dict | None:
@@ -83,12 +113,16 @@ def train_loop(config: dict) -> None:
 
     state = load_state(ray.train.get_checkpoint())
     start, best_f1, best_epoch, bad, history, best_net = 0, -1.0, -1, 0, [], None
+    attempts = [{"attempt": 1, "resumed_after_epoch": None}]
     if state is not None:
         fwd.net.load_state_dict(state["net"])
         optimizer.load_state_dict(state["optimizer"])
         start, best_f1, best_epoch = state["epoch"] + 1, state["best_f1"], state["best_epoch"]
         bad, history, best_net = state["bad_epochs"], state["history"], state["best_net"]
-        logger.info("worker %d resumes after epoch %d", rank, state["epoch"])
+        done = state.get("attempts") or [{"attempt": 1, "resumed_after_epoch": None}]
+        attempts = [*done, {"attempt": done[-1]["attempt"] + 1, "resumed_after_epoch": state["epoch"]}]
+        logger.info("worker %d resumes after epoch %d (attempt %d)", rank, state["epoch"], attempts[-1]["attempt"])
+    attempt = attempts[-1]["attempt"]
     ddp = fwd
     if world > 1:
         ddp = torch.nn.parallel.DistributedDataParallel(fwd, find_unused_parameters=True)
@@ -114,7 +148,7 @@ def train_loop(config: dict) -> None:
         total = torch.zeros(2, dtype=torch.float64)
         gen = torch.Generator(device=device).manual_seed(cfg["seed"] * 1000 + epoch * world + rank)
         for step in range(n_steps):
-            _fault(epoch, step, rank, world)
+            _fault(config.get("fault"), epoch, step, rank, world)
             batch = collate([examples[i] for i in mine[step * bs : (step + 1) * bs]], len(prompts), k_max, pad_id).to(device)
             logits = ddp(batch.input_ids, batch.attention_mask, batch.flat_pos, lab_ids, lab_mask)
             loss = span_loss(logits, batch.targets, batch.span_mask, generator=gen, **loss_kw)
@@ -145,14 +179,15 @@ def train_loop(config: dict) -> None:
         stop = bad >= cfg["patience"]
         metrics = {"epoch": epoch, "loss": float(total[0] / total[1]), "dev_strict_f1": strict, "dev_relaxed_f1": relaxed,
                    "dev_strict_precision": float(scores[2]), "dev_strict_recall": float(scores[3]),
-                   "best_epoch": best_epoch, "best_dev_strict_f1": best_f1, "early_stop": stop}
+                   "best_epoch": best_epoch, "best_dev_strict_f1": best_f1, "early_stop": stop, "attempt": attempt}
         history.append(metrics)
         with tempfile.TemporaryDirectory() as tmp:
             ckpt = None
             if rank == 0:
                 torch.save({"net": {k: v.detach().cpu() for k, v in fwd.net.state_dict().items()},
                             "optimizer": optimizer.state_dict(), "epoch": epoch, "best_f1": best_f1,
-                            "best_epoch": best_epoch, "bad_epochs": bad, "history": history, "best_net": best_net},
+                            "best_epoch": best_epoch, "bad_epochs": bad, "history": history, "best_net": best_net,
+                            "attempts": attempts},
                            Path(tmp) / STATE_FILE)
                 ckpt = ray.train.Checkpoint.from_directory(tmp)
             ray.train.report(metrics, checkpoint=ckpt)

@@ -60,7 +60,7 @@ def run_finetune(cfg: FinetuneConfig) -> dict:
     from biogliner.model import BiEncoder
     from biogliner.model.checkpoint import resolve
     from biogliner.train.export import write_checkpoint
-    from biogliner.train.loop import load_state, train_loop
+    from biogliner.train.loop import fault_from_env, load_state, train_loop
 
     plan, examples, prep, train, dev = prepare(cfg)
     if not examples:
@@ -72,6 +72,7 @@ def run_finetune(cfg: FinetuneConfig) -> dict:
         "label_set": plan.label_set.to_dict(),
         "to_gold": dict(plan.to_gold),
         "dev_docs": [(d.id, d.text, [(s.start, s.end, s.label) for s in d.spans]) for d in dev.docs],
+        "fault": fault_from_env(),  # tests only (biogliner.train.loop)
     }
     storage_fs, storage_path = bio.pyarrow_filesystem(cfg.storage)
     if bio.protocol_of(cfg.storage) == "file":
@@ -105,6 +106,7 @@ def run_finetune(cfg: FinetuneConfig) -> dict:
         "train": {"source": train.source, "skipped": [str(s) for s in train.skipped], **prep.to_dict()},
         "dev": {"source": dev.source, "docs": len(dev.docs), "spans": dev.n_spans, "skipped": [str(s) for s in dev.skipped]},
         "epochs": state["history"],
+        "attempts": state["attempts"],  # worker-group starts: 1 + resumes from a checkpoint
         "best_epoch": state["best_epoch"],
         "best_dev_strict_f1": state["best_f1"],
         "base_fingerprint": base.fingerprint,
