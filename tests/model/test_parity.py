@@ -57,19 +57,25 @@ def compare(texts, ref_out, bio_out, thresholds: dict[str, float]) -> int:
             assert abs(r[k] - b[k]) <= TOL, (i, k, r[k], b[k])
         only_r, only_b = set(r) - set(b), set(b) - set(r)
         if only_r or only_b:
-            _assert_tie_explained(i, {k: r[k] for k in only_r}, {k: b[k] for k in only_b})
-            tie_diffs += len(only_r) + len(only_b)
+            tie_diffs += _assert_tie_explained(i, {k: r[k] for k in only_r}, {k: b[k] for k in only_b})
         n += len(set(r) & set(b))
-    assert tie_diffs <= max(4, n // 20), f"{tie_diffs} tie-explained differences for {n} matches: too many"
+    # counted in noise-decided choices (overlap clusters), not entities: one tie decided the other
+    # way can change a chain of overlapping spans, and which way it goes is float noise that was
+    # seen to vary between processes (the long repeated text: 8 differing entities in one full-suite
+    # run, fewer when run alone)
+    assert tie_diffs <= max(4, n // 20), f"{tie_diffs} tie-decided clusters for {n} matches: too many"
     return n
 
 
-def _assert_tie_explained(i: int, only_r: dict, only_b: dict) -> None:
+def _assert_tie_explained(i: int, only_r: dict, only_b: dict) -> int:
+    """Asserts every overlap cluster of differing entities holds a near-tie between the two
+    outputs; returns the number of clusters."""
     def overlap(x, y):
         return not (x[0] >= y[1] or y[0] >= x[1])
 
     items = [("ref", k, v) for k, v in only_r.items()] + [("bio", k, v) for k, v in only_b.items()]
     seen: set[int] = set()
+    clusters = 0
     for start in range(len(items)):
         if start in seen:
             continue
@@ -85,6 +91,8 @@ def _assert_tie_explained(i: int, only_r: dict, only_b: dict) -> None:
             a[0] == "ref" and c[0] == "bio" and overlap(a[1], c[1]) and abs(a[2] - c[2]) <= TOL for a in cluster for c in cluster
         )
         assert tie, f"text {i}: reference and biogliner differ without a near-tie: {sorted(cluster)}"
+        clusters += 1
+    return clusters
 
 
 @pytest.mark.parametrize("name", ["bert", "deberta"])
