@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_MISMATCH, EXIT_LOCKED = 0, 1, 2, 3, 75
@@ -69,32 +68,11 @@ def register(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-def _ensure_ray(connect: str):
-    def ensure() -> None:
-        import ray
-
-        from biogliner.pipeline.args import ray_env_vars
-
-        if ray.is_initialized():
-            return
-        runtime_env = {"env_vars": ray_env_vars()}
-        address = os.environ.get("RAY_ADDRESS")
-        if connect == "cluster":
-            ray.init(address=address or "auto", runtime_env=runtime_env, log_to_driver=True)
-        elif address:
-            ray.init(address=address, runtime_env=runtime_env)
-        else:
-            logging.getLogger("biogliner.nightly").info("starting a local Ray")
-            ray.init(include_dashboard=False, runtime_env=runtime_env)
-
-    return ensure
-
-
 def run_from_args(args: argparse.Namespace, *, connect: str) -> int:
     """Shared body of ``biogliner nightly`` and ``jobs/nightly.py``."""
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    from biogliner.pipeline.args import config_from_args
+    from biogliner.pipeline.args import config_from_args, ray_connector
     from biogliner.pipeline.config import ConfigError
     from biogliner.pipeline.nightly import NightlyConfig, run_nightly
     from biogliner.store.lock import LockError, LockHeldError
@@ -134,7 +112,7 @@ def run_from_args(args: argparse.Namespace, *, connect: str) -> int:
     from biogliner.pipeline.plan import CommittedWithOtherModel
 
     try:
-        result = run_nightly(cfg, ensure_ray=_ensure_ray(connect))
+        result = run_nightly(cfg, ensure_ray=ray_connector(connect, logging.getLogger("biogliner.nightly")))
     except CommittedWithOtherModel as exc:
         print(f"biogliner nightly: {exc}", file=sys.stderr)
         return EXIT_MISMATCH

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
+from collections.abc import Callable
 
 from biogliner.pipeline.config import DEFAULT_OUTPUT, FAULT_DIR_ENV, FAULT_ENV, MODEL_ENV, AnnotateConfig, ConfigError
 
@@ -138,6 +140,33 @@ def ray_env_vars() -> dict[str, str]:
     return {k: os.environ[k] for k in keys if os.environ.get(k)}
 
 
+def ray_connector(connect: str, log: logging.Logger) -> Callable[[], None]:
+    """The ``ensure_ray`` of ``biogliner annotate|nightly`` (``connect="local"``: ``$RAY_ADDRESS``
+    or a new local Ray) and of ``jobs/*.py`` (``connect="cluster"``: the running cluster). The one
+    place the project calls ``ray.init()``; the library only calls what it is given."""
+
+    def ensure_ray() -> None:
+        import ray
+
+        if ray.is_initialized():
+            return
+        address = os.environ.get("RAY_ADDRESS")
+        if connect == "cluster":
+            # under `ray job submit` the job's runtime_env is the place for environment variables
+            # (a second one here would conflict with it); the S3 endpoint reaches the workers
+            # through the explicit storage options anyway
+            ray.init(address=address or "auto", log_to_driver=True)
+            return
+        runtime_env = {"env_vars": ray_env_vars()}
+        if address:
+            ray.init(address=address, runtime_env=runtime_env)
+        else:
+            log.info("starting a local Ray")
+            ray.init(include_dashboard=False, runtime_env=runtime_env)
+
+    return ensure_ray
+
+
 def job_path_problems(config: AnnotateConfig) -> list[str]:
     """What a Ray job (``jobs/*.py``, run by ``ray job submit`` in Ray's own temporary working
     directory on the head node) refuses before any work: a relative local ``--output`` (it would
@@ -175,7 +204,6 @@ def job_path_problems(config: AnnotateConfig) -> list[str]:
 def run_from_args(args: argparse.Namespace, *, connect: str) -> int:
     """Shared body of the CLI and the job script. ``connect``: "local" starts a local Ray unless
     ``RAY_ADDRESS`` is set; "cluster" connects to the running cluster (``address="auto"``)."""
-    import logging
     import sys
 
     if not logging.getLogger().handlers:
@@ -193,23 +221,7 @@ def run_from_args(args: argparse.Namespace, *, connect: str) -> int:
         if problems:
             return EXIT_USAGE
 
-    def ensure_ray() -> None:
-        import ray
-
-        if ray.is_initialized():
-            return
-        runtime_env = {"env_vars": ray_env_vars()}
-        address = os.environ.get("RAY_ADDRESS")
-        if connect == "cluster":
-            # under `ray job submit` the job's runtime_env is the place for environment variables
-            # (a second one here would conflict with it); the S3 endpoint reaches the workers
-            # through the explicit storage options anyway
-            ray.init(address=address or "auto", log_to_driver=True)
-        elif address:
-            ray.init(address=address, runtime_env=runtime_env)
-        else:
-            log.info("starting a local Ray")
-            ray.init(include_dashboard=False, runtime_env=runtime_env)
+    ensure_ray = ray_connector(connect, log)
 
     from biogliner.model import CheckpointError
     from biogliner.pipeline.plan import CommittedWithOtherModel

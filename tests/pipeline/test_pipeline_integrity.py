@@ -232,7 +232,7 @@ def test_nightly_with_another_model_is_refused_before_ray(after_a, model_b, labe
     out = tmp_path / "out"
     shutil.copytree(after_a, out)
     before = [e.to_json() for e in Store(str(out)).entries()]
-    monkeypatch.setattr("biogliner.cli.nightly._ensure_ray", lambda connect: _no_ray)
+    monkeypatch.setattr("biogliner.pipeline.args.ray_connector", lambda connect, log: _no_ray)
     code = main(["nightly", "--pubmed-updates", str(updates), "--output", str(out), "--model", str(model_b),
                  "--labels", str(labels_file), "--progress", "none"])
     assert code == 3
