@@ -190,14 +190,12 @@ class LabelSet:
                 if spec.threshold is not None:
                     d["threshold"] = spec.threshold
                 labels.append(d)
-        return {
-            "name": self.name,
-            "version": self.version,
-            "threshold": self.threshold,
-            "flat_ner": self.flat_ner,
-            "multi_label": self.multi_label,
-            "labels": labels,
-        }
+        return {**self._header(), "labels": labels}
+
+    def _header(self) -> dict[str, Any]:
+        """The set-level fields, shared by :meth:`to_dict` and :meth:`canonical`."""
+        return {"name": self.name, "version": self.version, "threshold": self.threshold,
+                "flat_ner": self.flat_ner, "multi_label": self.multi_label}
 
     @property
     def digest(self) -> str:
@@ -210,11 +208,7 @@ class LabelSet:
         and the threshold it is decoded with (its own, else the set's). Two sets with equal
         ``canonical()`` predict identically whatever way their YAML spelled it."""
         return {
-            "name": self.name,
-            "version": self.version,
-            "threshold": self.threshold,
-            "flat_ner": self.flat_ner,
-            "multi_label": self.multi_label,
+            **self._header(),
             "labels": [
                 {"name": spec.name, "prompt": spec.text, "threshold": thr}
                 for spec, thr in zip(self.labels, self.thresholds(), strict=True)
