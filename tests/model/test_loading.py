@@ -289,3 +289,22 @@ def test_word_longer_than_a_model_input_is_left_out(tmp_path, caplog):
     assert all(not (lo <= e.start < hi or lo < e.end <= hi) for e in out[0])  # never starts or ends there
     assert all(text[e.start : e.end] == e.text for e in out[0])
     assert "left out of the model input" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "env, expected",
+    [
+        ({"HF_HUB_CACHE": "/a", "HUGGINGFACE_HUB_CACHE": "/b", "HF_HOME": "/c"}, "/a"),
+        ({"HUGGINGFACE_HUB_CACHE": "/b", "HF_HOME": "/c"}, "/b"),  # huggingface_hub's older name
+        ({"HF_HOME": "/c", "XDG_CACHE_HOME": "/x"}, "/c/hub"),
+        ({"XDG_CACHE_HOME": "/x"}, "/x/huggingface/hub"),
+    ],
+)
+def test_hub_cache_dir_is_found_as_huggingface_hub_finds_it(monkeypatch, env, expected):
+    from biogliner.model.hub import cache_dir
+
+    for key in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HOME", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert str(cache_dir()) == expected
