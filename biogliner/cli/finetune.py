@@ -79,6 +79,10 @@ def run(args) -> int:
     except ValueError as exc:
         print(f"biogliner finetune: error: {exc}", file=sys.stderr)
         return 2
+    problem = _out_problem(cfg.out)
+    if problem:  # before Ray and training: hours of work must not end in a refused or mixed output
+        print(f"biogliner finetune: error: {problem}", file=sys.stderr)
+        return 2
     import ray
 
     from biogliner.train.trainer import run_finetune
@@ -95,3 +99,16 @@ def run(args) -> int:
     print(json.dumps({"out": cfg.out, "best_epoch": report["best_epoch"], "best_dev_strict_f1": report["best_dev_strict_f1"],
                       "epochs_run": len(report["epochs"]), "last": last, "fingerprint": report["fingerprint"]}))
     return 0
+
+
+def _out_problem(out: str) -> str | None:
+    """Why ``--out`` cannot take the fine-tuned checkpoint, or None: it must not hold one already
+    (files of another weight format would be left beside the new ones and one of the two loaded)."""
+    from biogliner import io as bio
+
+    fs, root = bio.filesystem(out)
+    root = root.rstrip("/")
+    if fs.exists(root) and (fs.isfile(root) or fs.ls(root)):
+        return (f"--out {out} already exists and is not empty: choose a new --out, or delete it "
+                "(rerunning with the same --checkpoint-dir and --run-name resumes the training, not the output)")
+    return None

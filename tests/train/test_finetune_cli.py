@@ -92,3 +92,22 @@ def test_gliner_and_biogliner_find_the_same_entities(finetuned):
                 assert e.score == pytest.approx(ref_scores[(e.start, e.end)], abs=1e-4)
                 scores.append(e.score)
     assert scores, "no entities found at all: the comparison would be vacuous"
+
+
+@pytest.mark.parametrize("kind", ["checkpoint", "file"])
+def test_an_existing_output_is_refused_before_ray(tmp_path, capsys, monkeypatch, kind):
+    import sys
+
+    from biogliner.cli import main
+
+    out = tmp_path / "out"
+    if kind == "checkpoint":
+        out.mkdir()
+        (out / "gliner_config.json").write_text("{}")
+    else:
+        out.write_text("x")
+    train = write_jsonl(tmp_path / "train.jsonl", toy_records(4, seed=1))
+    monkeypatch.setitem(sys.modules, "ray", None)  # importing Ray would fail: refused before it
+    rc = main(["finetune", "--model", str(tmp_path / "no-model"), "--train", str(train), "--dev", str(train), "--out", str(out)])
+    assert rc == 2
+    assert f"--out {out} already exists and is not empty" in capsys.readouterr().err
