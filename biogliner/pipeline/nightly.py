@@ -268,7 +268,9 @@ def run_nightly(cfg: NightlyConfig, *, ensure_ray: Callable[[], None] | None = N
                 return NightlyResult("dry_run", plan)
             if not plan.todo:
                 return NightlyResult("nothing_to_do", plan)
-            summary = annotate(a.with_(inputs=tuple(f.url for f in plan.todo)), ensure_ray=ensure_ray)
+            # the plan's inputs are handed over as identified: the job compares them with the
+            # output again (model and label-set checks included), without a second listing
+            summary = annotate(a.with_(inputs=tuple(f.url for f in plan.todo)), ensure_ray=ensure_ray, identified=tuple(plan.todo))
             result = NightlyResult("ok" if summary.ok else "failed", plan, summary)
             if beat.lost.is_set():
                 # commits are per input and idempotent: a second holder redoes work, it cannot

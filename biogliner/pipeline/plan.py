@@ -214,16 +214,22 @@ def make_plan(
     expected: dict[str, str] | None = None,
     fingerprint: Callable[[], str] | None = None,
     reannotate: bool = False,
+    identified: tuple[InputFile, ...] | None = None,
 ) -> Plan:
     """Expand and identify the inputs, then compare with the manifest of ``store``.
 
     ``expected`` (label set id -> content hash) and ``fingerprint`` (called at most once, only
     when the output holds one of those label sets) turn on the model/label-set comparison; see the
-    module docstring. Raises :class:`CommittedWithOtherModel`.
+    module docstring. Raises :class:`CommittedWithOtherModel`. ``identified``: the inputs already
+    listed and identified by the caller (the nightly's plan), used instead of ``inputs`` so that
+    no object is listed or stat'ed twice.
     """
-    urls = expand_inputs(inputs, storage_options)
-    with ThreadPoolExecutor(max(1, min(threads, len(urls)))) as pool:
-        files = list(pool.map(lambda u: identify(u, storage_options), urls))
+    if identified is not None:
+        files = [_with_sets(f, ()) for f in identified]
+    else:
+        urls = expand_inputs(inputs, storage_options)
+        with ThreadPoolExecutor(max(1, min(threads, len(urls)))) as pool:
+            files = list(pool.map(lambda u: identify(u, storage_options), urls))
     seen: dict[tuple[str, str], str] = {}
     for f in files:
         key = (f.source, f.input)

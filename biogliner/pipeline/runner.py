@@ -30,8 +30,10 @@ from biogliner.pipeline.summary import RunSummary
 log = logging.getLogger(__name__)
 
 
-def annotate(config: AnnotateConfig, *, ensure_ray: Callable[[], None] | None = None) -> RunSummary:
-    """Run the job described by ``config``; returns its summary (also saved under ``_runs/``)."""
+def annotate(config: AnnotateConfig, *, ensure_ray: Callable[[], None] | None = None, identified=None) -> RunSummary:
+    """Run the job described by ``config``; returns its summary (also saved under ``_runs/``).
+    ``identified``: the inputs as the caller already identified them (the nightly), in place of
+    listing ``config.inputs`` again (:func:`biogliner.pipeline.plan.make_plan`)."""
     from biogliner.store.manifest import Store
 
     started = time.time()
@@ -49,6 +51,7 @@ def annotate(config: AnnotateConfig, *, ensure_ray: Callable[[], None] | None = 
         expected={s.id: s.label_set.content_hash() for s in sources},
         fingerprint=model.fingerprint,
         reannotate=config.reannotate,
+        identified=identified,
     )
     summary = RunSummary.start(config, started)
     summary.files_total = plan.total

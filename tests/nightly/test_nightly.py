@@ -271,3 +271,25 @@ def test_pmc_inventory_lists_new_article_versions(tmp_path):
     assert [f.input for f in plan.done] == ["PMC11.1"]
     result = run_nightly(cfg, ensure_ray=_no_ray)
     assert result.status == "dry_run" and len(result.plan.todo) == 3
+
+
+class _RayWouldStart(Exception):
+    pass
+
+
+def test_each_input_is_identified_once_per_nightly(tmp_path, tiny_checkpoint, monkeypatch):
+    """The nightly plans once: the job takes its identified inputs instead of listing them again
+    (it still checks them against the output: model and label-set content)."""
+    import biogliner.pipeline.plan as plan_mod
+
+    inputs = stage_inputs(tmp_path / "in", nights=1)
+    seen: list[str] = []
+    real = plan_mod.identify
+    monkeypatch.setattr(plan_mod, "identify", lambda url, so=None: seen.append(url) or real(url, so))
+
+    def stop():  # the job reached Ray: its plan and model checks are done
+        raise _RayWouldStart
+
+    with pytest.raises(_RayWouldStart):
+        run_nightly(_cfg(str(inputs), str(tmp_path / "out"), tiny_checkpoint), ensure_ray=stop)
+    assert seen and len(seen) == len(set(seen)), sorted(seen)
