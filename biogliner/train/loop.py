@@ -17,10 +17,12 @@ Fault injection for tests only: ``BIOGLINER_FINETUNE_FAULT=epoch:step`` (0-based
 driver (:func:`fault_from_env`) and passed to the workers in the loop config, makes rank 1 (rank 0
 with one worker) exit hard (``os._exit(137)``, what a SIGKILL looks like) at that step, once per
 ``BIOGLINER_FINETUNE_FAULT_DIR`` (a marker file there records that it fired). Before dying the
-worker waits one Ray Train health-check interval and a second: Ray Train v2 registers an epoch's
-checkpoint only once its controller has polled every worker's report of it, so a worker killed
-within ~2 s of its last report takes that report with it and the run resumes one checkpoint
-earlier (a real kill can do the same; the test wants a deterministic resume point).
+worker waits until the controller has registered the previous epoch's checkpoint (its snapshot,
+``checkpoint_manager_snapshot.json`` in the run storage, names that epoch as the latest; at most
+``FAULT_WAIT_S``): Ray Train v2 registers a checkpoint only once its controller has polled every
+worker's report of it, so a worker killed within ~2 s of its last report takes that report with
+it and the run resumes one checkpoint earlier (a real kill can do the same; the test wants a
+deterministic resume point, on a loaded machine too, so it waits for the fact, not for a time).
 """
 
 from __future__ import annotations
@@ -35,10 +37,13 @@ STATE_FILE = "state.pt"
 
 
 FAULT_ENV, FAULT_DIR_ENV = "BIOGLINER_FINETUNE_FAULT", "BIOGLINER_FINETUNE_FAULT_DIR"
+FAULT_WAIT_S = 120.0
+SNAPSHOT_FILE = "checkpoint_manager_snapshot.json"  # Ray Train v2's record of registered checkpoints
 
 
-def fault_from_env() -> dict | None:
-    """The fault to inject (``{"epoch", "step", "dir"}``) from the driver's environment, or None."""
+def fault_from_env(run_storage: str | None = None) -> dict | None:
+    """The fault to inject (``{"epoch", "step", "dir", "snapshot"}``) from the driver's
+    environment, or None. ``run_storage``: the run's folder (``<storage>/<run name>``)."""
     spec = os.environ.get(FAULT_ENV)
     if not spec:
         return None
@@ -46,7 +51,23 @@ def fault_from_env() -> dict | None:
         e, s = (int(x) for x in spec.split(":"))
     except ValueError:
         raise ValueError(f"{FAULT_ENV}: expected EPOCH:STEP (0-based integers), got {spec!r}") from None
-    return {"epoch": e, "step": s, "dir": os.environ.get(FAULT_DIR_ENV, tempfile.gettempdir())}
+    snapshot = f"{run_storage.rstrip('/')}/{SNAPSHOT_FILE}" if run_storage else None
+    return {"epoch": e, "step": s, "dir": os.environ.get(FAULT_DIR_ENV, tempfile.gettempdir()), "snapshot": snapshot}
+
+
+def _registered_epoch(snapshot_url: str) -> int | None:
+    """The epoch of the latest checkpoint the Ray Train controller registered, or None."""
+    import json
+
+    from biogliner import io as bio
+
+    fs, path = bio.filesystem(snapshot_url)
+    try:
+        with fs.open(path, "rb") as fh:
+            latest = json.loads(fh.read()).get("latest_checkpoint_result")
+    except (FileNotFoundError, ValueError):  # not written yet, or caught mid-write
+        return None
+    return None if latest is None else latest.get("metrics", {}).get("epoch")
 
 
 def _fault(fault: dict | None, epoch: int, step: int, rank: int, world: int) -> None:
@@ -58,7 +79,12 @@ def _fault(fault: dict | None, epoch: int, step: int, rank: int, world: int) -> 
     marker.write_text("fired\n")
     import time
 
-    time.sleep(float(os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "2")) + 1.0)  # see the module doc
+    if epoch > 0 and fault.get("snapshot"):  # see the module doc
+        deadline = time.monotonic() + FAULT_WAIT_S
+        while _registered_epoch(fault["snapshot"]) != epoch - 1:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"fault injection: epoch {epoch - 1}'s checkpoint was not registered in {FAULT_WAIT_S:.0f} s")
+            time.sleep(0.2)
     logger.error("fault injection: worker %d exits at epoch %d step %d", rank, epoch, step)
     os._exit(137)
 

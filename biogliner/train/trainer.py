@@ -72,7 +72,7 @@ def run_finetune(cfg: FinetuneConfig) -> dict:
         "label_set": plan.label_set.to_dict(),
         "to_gold": dict(plan.to_gold),
         "dev_docs": [(d.id, d.text, [(s.start, s.end, s.label) for s in d.spans]) for d in dev.docs],
-        "fault": fault_from_env(),  # tests only (biogliner.train.loop)
+        "fault": fault_from_env(f"{cfg.storage.rstrip('/')}/{cfg.run_name}"),  # tests only (biogliner.train.loop)
     }
     storage_fs, storage_path = bio.pyarrow_filesystem(cfg.storage)
     if bio.protocol_of(cfg.storage) == "file":
