@@ -141,12 +141,13 @@ def test_refresh_extends_and_blocks_takeover(root):
 
 def test_heartbeat_keeps_lock_alive(tmp_path):
     root = str(tmp_path)
-    lk = StoreLock(root, "nightly", ttl_s=0.6, run_id="hb")
+    # a TTL 15 heartbeats long: a loaded CI machine may delay one beat, not fifteen
+    lk = StoreLock(root, "nightly", ttl_s=1.5, run_id="hb")
     lk.acquire()
     with Heartbeat(lk, interval_s=0.1) as hb:
-        time.sleep(1.0)  # longer than the TTL
+        time.sleep(2.5)  # longer than the TTL
         with pytest.raises(LockHeldError):
-            StoreLock(root, "nightly", ttl_s=0.6, run_id="other").acquire()
+            StoreLock(root, "nightly", ttl_s=1.5, run_id="other").acquire()
         hb.check()
     lk.release()
 
