@@ -65,7 +65,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-dir", default=None, metavar="DIR_OR_URL", help="Ray Train storage (default: <out>.ray)")
     p.add_argument("--run-name", default=d["run_name"].default, help="run name under --checkpoint-dir (same name: resume)")
     p.add_argument("--address", default=None, help="Ray address (default: $RAY_ADDRESS or a local Ray)")
-    p.add_argument("--progress", action="store_true", help="print one line per epoch")
+    p.add_argument("--progress", action="store_true", help="show progress: a bar over the run's steps on a terminal (epoch, loss, dev F1), else one line per epoch on stderr")
     p.set_defaults(func=run)
     return p
 

@@ -111,6 +111,7 @@ def train_loop(config: dict) -> None:
     from biogliner.labels import LabelSet
     from biogliner.model import BiEncoder
     from biogliner.model.checkpoint import resolve
+    from biogliner.train import progress
     from biogliner.train.examples import Example, collate
     from biogliner.train.forward import TrainForward
     from biogliner.train.loss import span_loss
@@ -164,6 +165,7 @@ def train_loop(config: dict) -> None:
     plan = LabelPlan(LabelSet.from_dict(config["label_set"]), config["to_gold"])
     bs = cfg["batch_size"]
     n_steps = max(1, -(-len(examples) // (world * bs)))
+    queue = config.get("progress_queue")  # the driver's progress display (--progress), or None
 
     for epoch in range(start, cfg["epochs"]):
         fwd.train()
@@ -183,6 +185,8 @@ def train_loop(config: dict) -> None:
             torch.nn.utils.clip_grad_norm_(fwd.parameters(), cfg["max_grad_norm"])
             optimizer.step()
             total += torch.tensor([float(loss.detach()), 1.0], dtype=torch.float64)
+            if rank == 0:
+                progress.send(queue, ("step", epoch, step, n_steps, float(loss.detach())))
         if world > 1:
             dist.all_reduce(total)
         scores = torch.zeros(4, dtype=torch.float64)
@@ -217,8 +221,7 @@ def train_loop(config: dict) -> None:
                            Path(tmp) / STATE_FILE)
                 ckpt = ray.train.Checkpoint.from_directory(tmp)
             ray.train.report(metrics, checkpoint=ckpt)
-        if rank == 0 and cfg.get("progress"):
-            print(f"epoch {epoch + 1}/{cfg['epochs']}: loss {metrics['loss']:.4f}  dev strict F1 {strict:.3f}  "
-                  f"relaxed F1 {relaxed:.3f}{'  (best)' if improved else ''}", flush=True)
+        if rank == 0:
+            progress.send(queue, ("epoch", metrics))
         if stop:
             break

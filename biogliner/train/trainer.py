@@ -74,6 +74,14 @@ def run_finetune(cfg: FinetuneConfig) -> dict:
         "dev_docs": [(d.id, d.text, [(s.start, s.end, s.label) for s in d.spans]) for d in dev.docs],
         "fault": fault_from_env(f"{cfg.storage.rstrip('/')}/{cfg.run_name}"),  # tests only (biogliner.train.loop)
     }
+    display = None
+    if cfg.progress:  # rank 0 sends step/epoch events; the driver shows them (biogliner.train.progress)
+        from ray.util.queue import Queue
+
+        from biogliner.train.progress import Display
+
+        loop_config["progress_queue"] = Queue(maxsize=10_000)
+        display = Display(loop_config["progress_queue"], cfg.epochs)
     storage_fs, storage_path = bio.pyarrow_filesystem(cfg.storage)
     if bio.protocol_of(cfg.storage) == "file":
         Path(storage_path).mkdir(parents=True, exist_ok=True)
@@ -90,7 +98,14 @@ def run_finetune(cfg: FinetuneConfig) -> dict:
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
         ),
     )
-    result = trainer.fit()
+    if display is None:
+        result = trainer.fit()
+    else:
+        try:
+            with display:
+                result = trainer.fit()
+        finally:
+            loop_config["progress_queue"].shutdown()
     state = load_state(result.checkpoint)
     if state is None:
         raise RuntimeError("the training run produced no checkpoint")

@@ -21,7 +21,7 @@ torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.slow  # two Ray Train worker-group starts (~40 s on 2 cores)
 
 
-def test_killed_worker_resumes_from_last_checkpoint(tmp_path, monkeypatch, ray_session, tiny_checkpoint):
+def test_killed_worker_resumes_from_last_checkpoint(tmp_path, monkeypatch, capsys, ray_session, tiny_checkpoint):
     from biogliner.cli import main
     from biogliner.model import BiEncoder
     from biogliner.train.loop import load_state
@@ -36,8 +36,11 @@ def test_killed_worker_resumes_from_last_checkpoint(tmp_path, monkeypatch, ray_s
     rc = main(["finetune", "--model", str(tiny_checkpoint), "--train", str(train), "--dev", str(dev), "--out", str(out),
                "--checkpoint-dir", str(storage), "--run-name", "resume", "--epochs", "3", "--batch-size", "2",
                "--lr", "1e-3", "--encoder-lr", "1e-4", "--num-workers", "2", "--seed", "5", "--patience", "5",
-               "--max-failures", "1"])
+               "--max-failures", "1", "--progress"])
     assert rc == 0
+    # the driver showed each epoch once, across the restart (off a terminal: one line per epoch)
+    shown = [line.split(":")[0] for line in capsys.readouterr().err.splitlines() if line.startswith("epoch ")]
+    assert shown == ["epoch 1/3", "epoch 2/3", "epoch 3/3"], shown
     assert (faults / "finetune-fault.done").exists(), "the fault did not fire"
 
     report = json.loads((out / "finetune_report.json").read_text())
