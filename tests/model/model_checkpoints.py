@@ -60,14 +60,42 @@ def _train_tokenizer(vocab_size: int):
     return fast
 
 
+def deberta_v3_config(vocab: int, width: int, **overrides):
+    """A tiny DeBERTa-v3-shaped config: relative attention, no absolute positions."""
+    from transformers import DebertaV2Config
+
+    kw = dict(vocab_size=vocab, hidden_size=width, num_hidden_layers=2, num_attention_heads=2, intermediate_size=2 * width,
+              max_position_embeddings=512, relative_attention=True, position_buckets=256, max_relative_positions=-1,
+              pos_att_type=["p2c", "c2p"], position_biased_input=False, norm_rel_ebd="layer_norm", share_att_key=True,
+              type_vocab_size=0)
+    return DebertaV2Config(**{**kw, **overrides})
+
+
+def gliner_over(text_dir: Path, labels_dir: Path, labels_vocab: int, hidden_size: int, score_spread: float):
+    """A tiny BERT labels encoder saved in ``labels_dir``, then a gliner bi-encoder built over both
+    backbones, its scores spread (≈ 0.49-0.51 otherwise) so that thresholds separate spans."""
+    import torch
+    from gliner import GLiNER, GLiNERConfig
+    from transformers import BertConfig, BertModel
+
+    BertModel(BertConfig(vocab_size=labels_vocab, hidden_size=24, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=48, max_position_embeddings=512)).save_pretrained(str(labels_dir))
+    cfg = GLiNERConfig(model_name=str(text_dir), labels_encoder=str(labels_dir), hidden_size=hidden_size,
+                       max_width=12, max_len=384, span_mode="markerV0")
+    model = GLiNER.from_config(cfg, backbone_from_pretrained=True, local_files_only=True)
+    with torch.no_grad():
+        model.model.prompt_rep_layer[3].weight.mul_(score_spread)
+        model.model.prompt_rep_layer[3].bias.mul_(score_spread)
+    return model
+
+
 def build_gliner_checkpoint(
     root: Path, name: str, *, text_encoder: str, width: int, hidden_size: int, seed: int, safetensors: bool = False,
     score_spread: float = 25.0,
 ) -> RefCheckpoint:
     """Build a random GLiNER bi-encoder WITH gliner, save it, delete the backbones."""
     import torch
-    from gliner import GLiNER, GLiNERConfig
-    from transformers import BertConfig, BertModel, DebertaV2Config, DebertaV2Model
+    from transformers import BertConfig, BertModel, DebertaV2Model
 
     work = root / f"{name}-backbones"
     text_dir, labels_dir = work / "text", work / "labels"
@@ -78,20 +106,8 @@ def build_gliner_checkpoint(
         BertModel(BertConfig(vocab_size=vocab, hidden_size=width, num_hidden_layers=2, num_attention_heads=2,
                              intermediate_size=2 * width, max_position_embeddings=512)).save_pretrained(str(text_dir))
     else:  # DeBERTa-v3 style: relative attention, no absolute positions
-        DebertaV2Model(DebertaV2Config(
-            vocab_size=vocab, hidden_size=width, num_hidden_layers=2, num_attention_heads=2, intermediate_size=2 * width,
-            max_position_embeddings=512, relative_attention=True, position_buckets=64, max_relative_positions=-1,
-            pos_att_type=["p2c", "c2p"], position_biased_input=False, norm_rel_ebd="layer_norm", share_att_key=True,
-            type_vocab_size=0,
-        )).save_pretrained(str(text_dir))
-    BertModel(BertConfig(vocab_size=vocab, hidden_size=24, num_hidden_layers=2, num_attention_heads=2,
-                         intermediate_size=48, max_position_embeddings=512)).save_pretrained(str(labels_dir))
-    cfg = GLiNERConfig(model_name=str(text_dir), labels_encoder=str(labels_dir), hidden_size=hidden_size,
-                       max_width=12, max_len=384, span_mode="markerV0")
-    model = GLiNER.from_config(cfg, backbone_from_pretrained=True, local_files_only=True)
-    with torch.no_grad():  # spread random scores (≈ 0.49-0.51 otherwise) so that thresholds separate spans
-        model.model.prompt_rep_layer[3].weight.mul_(score_spread)
-        model.model.prompt_rep_layer[3].bias.mul_(score_spread)
+        DebertaV2Model(deberta_v3_config(vocab, width, position_buckets=64)).save_pretrained(str(text_dir))
+    model = gliner_over(text_dir, labels_dir, vocab, hidden_size, score_spread)
     out = root / name
     model.save_pretrained(str(out), safe_serialization=safetensors)
     shutil.rmtree(work)  # the saved checkpoint must be self-contained

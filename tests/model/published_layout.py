@@ -23,7 +23,7 @@ import os
 import shutil
 from pathlib import Path
 
-from model_checkpoints import LABELS, _tokenizer
+from model_checkpoints import LABELS, _tokenizer, deberta_v3_config, gliner_over
 from model_corpus import BIO_WORDS, PUNCT_SNIPPETS, UNICODE_SNIPPETS, long_text, parity_texts
 
 LABELS_ID = "test-org/tiny-labels-encoder"
@@ -107,8 +107,7 @@ def hf_cache_layout(cache: Path, repo_id: str, files_dir: Path) -> Path:
 def build_published_checkpoint(root: Path, *, seed: int = 3, width: int = 32, hidden_size: int = 48) -> tuple[Path, Path]:
     """(checkpoint directory, Hugging Face cache directory holding its labels tokenizer)."""
     import torch
-    from gliner import GLiNER, GLiNERConfig
-    from transformers import BertConfig, BertModel, DebertaV2Config, DebertaV2Model
+    from transformers import DebertaV2Model
 
     work = root / "backbones"
     text_dir, labels_dir = work / "text", work / "labels"
@@ -118,20 +117,8 @@ def build_published_checkpoint(root: Path, *, seed: int = 3, width: int = 32, hi
 
     vocab = len(AutoTokenizer.from_pretrained(str(text_dir)))
     labels_vocab = _tokenizer(labels_dir, 3000)
-    DebertaV2Model(DebertaV2Config(
-        vocab_size=vocab, hidden_size=width, num_hidden_layers=2, num_attention_heads=2, intermediate_size=2 * width,
-        max_position_embeddings=512, relative_attention=True, position_buckets=256, max_relative_positions=-1,
-        pos_att_type=["p2c", "c2p"], position_biased_input=False, norm_rel_ebd="layer_norm", share_att_key=True,
-        type_vocab_size=0, layer_norm_eps=1e-7, pad_token_id=0,
-    )).save_pretrained(str(text_dir))
-    BertModel(BertConfig(vocab_size=labels_vocab, hidden_size=24, num_hidden_layers=2, num_attention_heads=2,
-                         intermediate_size=48, max_position_embeddings=512)).save_pretrained(str(labels_dir))
-    cfg = GLiNERConfig(model_name=str(text_dir), labels_encoder=str(labels_dir), hidden_size=hidden_size,
-                       max_width=12, max_len=384, span_mode="markerV0")
-    model = GLiNER.from_config(cfg, backbone_from_pretrained=True, local_files_only=True)
-    with torch.no_grad():  # spread random scores so that thresholds separate spans
-        model.model.prompt_rep_layer[3].weight.mul_(25.0)
-        model.model.prompt_rep_layer[3].bias.mul_(25.0)
+    DebertaV2Model(deberta_v3_config(vocab, width, layer_norm_eps=1e-7, pad_token_id=0)).save_pretrained(str(text_dir))
+    model = gliner_over(text_dir, labels_dir, labels_vocab, hidden_size, 25.0)
     out = root / "gliner-biomed-bi-tiny"
     model.save_pretrained(str(out), safe_serialization=False)
 
