@@ -198,6 +198,27 @@ def build(work: Path, args) -> dict:
     }
 
 
+TABLE_GROUPS = {
+    "history": ("documents", "passages", "entities", "deletions"),
+    "current": ("current_documents", "current_passages", "current_entities"),
+    "state": ("current_state", "current_label_sets", "current_pmc_events"),
+}
+TABLE_GROUPS["all"] = TABLE_GROUPS["history"] + TABLE_GROUPS["current"] + TABLE_GROUPS["state"]
+
+
+def live_bytes(path: Path) -> int | None:
+    """Bytes of the files the latest version of the Delta table at ``path`` names."""
+    from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
+
+    try:
+        actions = DeltaTable(str(path)).get_add_actions(flatten=True)
+    except TableNotFoundError:
+        return None
+    actions = pa.table(actions) if not isinstance(actions, pa.Table) else actions
+    return int(pc.sum(actions.column("size_bytes")).as_py() or 0)
+
+
 def _local(uri: str) -> str:
     return uri[len("file://"):] if uri.startswith("file://") else uri
 
@@ -327,9 +348,10 @@ def main() -> None:
         "inputs": b["inputs"],
         "entities_history": b["entities_history"],
         "entities_current": (queries["count"]["current"].get("rows") or [[None]])[0][0],
-        "bytes_history": sum(size(store / t) for t in ("documents", "passages", "entities", "deletions")),
-        "bytes_current": sum(size(store / t) for t in ("current_documents", "current_passages", "current_entities")),
-        "bytes_state": sum(size(store / t) for t in ("current_state", "current_label_sets", "current_pmc_events") if (store / t).exists()),
+        # live = files named by the latest Delta version; on disk also holds files removed by
+        # later versions (rewritten by deletes/merges) until a vacuum
+        "bytes_live": {t: live_bytes(store / t) for t in TABLE_GROUPS["all"]},
+        "bytes_on_disk": {g: sum(size(store / t) for t in ts if (store / t).exists()) for g, ts in TABLE_GROUPS.items() if g != "all"},
         "build": {k: b[k] for k in ("generate_s", "history_commit_s", "apply_s")},
         "applies": b["applies"],
         "queries": queries,
