@@ -24,13 +24,15 @@ from biogliner.pipeline.config import AnnotateConfig
 from biogliner.pipeline.driver_model import DriverModel
 from biogliner.pipeline.faults import Faults
 from biogliner.pipeline.parse import ParseParams, parse_datasource
-from biogliner.pipeline.plan import make_plan
+from biogliner.pipeline.plan import InputFile, make_plan
 from biogliner.pipeline.summary import RunSummary
 
 log = logging.getLogger(__name__)
 
 
-def annotate(config: AnnotateConfig, *, ensure_ray: Callable[[], None] | None = None, identified=None) -> RunSummary:
+def annotate(
+    config: AnnotateConfig, *, ensure_ray: Callable[[], None] | None = None, identified: tuple[InputFile, ...] | None = None
+) -> RunSummary:
     """Run the job described by ``config``; returns its summary (also saved under ``_runs/``).
     ``identified``: the inputs as the caller already identified them (the nightly), in place of
     listing ``config.inputs`` again (:func:`biogliner.pipeline.plan.make_plan`)."""

@@ -184,9 +184,10 @@ def train_loop(config: dict) -> None:
             loss.backward()
             torch.nn.utils.clip_grad_norm_(fwd.parameters(), cfg["max_grad_norm"])
             optimizer.step()
-            total += torch.tensor([float(loss.detach()), 1.0], dtype=torch.float64)
+            step_loss = float(loss.detach())  # one device sync per step, for the total and the display
+            total += torch.tensor([step_loss, 1.0], dtype=torch.float64)
             if rank == 0:
-                progress.send(queue, ("step", epoch, step, n_steps, float(loss.detach())))
+                progress.send(queue, ("step", epoch, step, n_steps, step_loss))
         if world > 1:
             dist.all_reduce(total)
         scores = torch.zeros(4, dtype=torch.float64)

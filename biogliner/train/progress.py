@@ -12,20 +12,28 @@ postfix); otherwise it writes one line per epoch (logs, CI, ``ray job submit``).
 
 from __future__ import annotations
 
+import logging
 import queue as _queue
 import sys
 import threading
 from typing import IO, Any
+
+logger = logging.getLogger(__name__)
 
 
 def send(q, event: tuple) -> None:
     """Worker side: offer ``event``; never blocks training (a full or gone queue drops it)."""
     if q is None:
         return
+    from ray.exceptions import RayError
+
     try:
         q.put_nowait(event)
-    except Exception:  # ray.util.queue.Full, or the driver is gone
+    except _queue.Full:  # the display is behind: drop this event (the next step's or epoch's will do)
         pass
+    except RayError as exc:  # the driver's queue is gone: stop offering, keep training
+        logger.warning("progress queue unavailable (%s); no more progress events", exc)
+        q.put_nowait = lambda event: None
 
 
 def epoch_line(m: dict[str, Any], epochs: int) -> str:
@@ -67,8 +75,8 @@ class Display:
     def _drain(self, timeout: float | None = None) -> None:
         while True:
             try:
-                event = self.q.get(block=timeout is not None, timeout=timeout) if timeout else self.q.get_nowait()
-            except (_queue.Empty, Exception):
+                event = self.q.get(timeout=timeout) if timeout else self.q.get_nowait()
+            except _queue.Empty:  # ray.util.queue.Empty is one too
                 return
             self.handle(event)
             timeout = None  # after one event, take the rest without waiting
