@@ -191,6 +191,12 @@ def order_key(input_name: str) -> tuple[int, int, int, str]:
     return (k[0], k[1], k[2], input_name)
 
 
+def _old_state(con, name: str, source: str, candidates: str, state_cols: str) -> None:
+    """Temp table ``name``: the stored state rows of ``source`` for the keys in ``candidates``."""
+    con.execute(f"CREATE TEMP TABLE {name} AS SELECT {state_cols} FROM state "
+                f"WHERE source = '{source}' AND key IN (SELECT key FROM {candidates})")
+
+
 def _gt(a: str, b: str, cols: Iterable[str] = ORDER_COLUMNS) -> str:
     """SQL: the order key of alias ``a`` is greater than that of ``b`` (lexicographic)."""
     cols = list(cols)
@@ -453,9 +459,7 @@ def _apply(con, tables: _Tables, units: list[CurrentUnit], hist: History, t0: fl
         SELECT doc_id AS key, doc_id, input, position, CAST(kind AS INTEGER) AS kind, o_std, o_year, o_number, o_name,
                CAST(NULL AS INTEGER) AS version, 'pubmed' AS source
         FROM ranked WHERE rn = 1""")
-    con.execute(f"""
-        CREATE TEMP TABLE pm_old AS
-        SELECT {state_cols} FROM state WHERE source = 'pubmed' AND key IN (SELECT key FROM pm_best)""")
+    _old_state(con, "pm_old", "pubmed", "pm_best", state_cols)
     con.execute(f"""
         CREATE TEMP TABLE pm_new AS
         SELECT b.* FROM pm_best b LEFT JOIN pm_old o ON o.key = b.key
@@ -493,9 +497,7 @@ def _apply(con, tables: _Tables, units: list[CurrentUnit], hist: History, t0: fl
                    CAST(NULL AS INTEGER) AS o_std, CAST(NULL AS INTEGER) AS o_year, CAST(NULL AS BIGINT) AS o_number,
                    CAST(NULL AS VARCHAR) AS o_name, w.version, 'pmc' AS source
             FROM pmc_groups g LEFT JOIN win w ON w.grp = g.grp""")
-        con.execute(f"""
-            CREATE TEMP TABLE pmc_old AS
-            SELECT {state_cols} FROM state WHERE source = 'pmc' AND key IN (SELECT key FROM pmc_target)""")
+        _old_state(con, "pmc_old", "pmc", "pmc_target", state_cols)
         con.execute(f"""
             CREATE TEMP TABLE pmc_new AS
             SELECT n.* FROM pmc_target n LEFT JOIN pmc_old o ON o.key = n.key
