@@ -97,10 +97,18 @@ COMMITS = pa.schema(
     [
         pa.field("unit_id", pa.string(), nullable=False),
         pa.field("version", pa.int64(), nullable=False),
+        pa.field("kind", pa.string()),  # "parse" (documents, passages, deletions, errors) | "entities" (one label set)
+        pa.field("source", pa.string()),  # the partition the unit's files live in
+        pa.field("input", pa.string()),
+        pa.field("status", pa.string()),  # "committed" | "failed" (the input could not be read: see errors)
+        pa.field("error", pa.string()),
         pa.field("run_id", pa.string()),
         pa.field("model", pa.string()),  # checkpoint fingerprint
         pa.field("label_set", pa.string()),  # "name@version"
         pa.field("label_set_hash", pa.string()),
+        pa.field("inputs", pa.string()),  # JSON list: the unit's input files [{input, url, size, etag, md5, mtime, status}]
+        pa.field("scoring", pa.string()),  # JSON: what besides model and label set changes scores
+        pa.field("software", pa.string()),  # JSON: versions of biogliner, ray, torch... that made it
         *[pa.field(f"rows_{t}", pa.int64(), nullable=False) for t in DATA_TABLES],
         pa.field("n_files", pa.int32(), nullable=False),
         pa.field("counts", pa.string()),  # JSON object from the caller (e.g. abstracts, skips)
@@ -109,7 +117,10 @@ COMMITS = pa.schema(
     ],
     metadata={"biogliner.schema_version": SCHEMA_VERSION, "biogliner.table": COMMITS_TABLE},
 )
-COMMIT_ROW_KEYS = frozenset({"run_id", "model", "label_set", "label_set_hash", "counts", "timings"})
+COMMIT_ROW_KEYS = frozenset(
+    {"kind", "source", "input", "status", "error", "run_id", "model", "label_set", "label_set_hash", "inputs", "scoring", "software", "counts", "timings"}
+)
+_JSON_COLUMNS = ("inputs", "scoring", "software")
 
 #: File schemas (what is inside a Parquet file: partition columns excluded).
 FILE_SCHEMAS: dict[str, pa.Schema] = {**TABLES, COMMITS_TABLE: COMMITS}
@@ -481,10 +492,8 @@ class DeltaStore:
         values = {
             "unit_id": u.unit_id,
             "version": u.version,
-            "run_id": row.get("run_id"),
-            "model": row.get("model"),
-            "label_set": row.get("label_set"),
-            "label_set_hash": row.get("label_set_hash"),
+            **{k: row.get(k) for k in ("kind", "source", "input", "status", "error", "run_id", "model", "label_set", "label_set_hash")},
+            **{k: (None if row.get(k) is None else json.dumps(row[k], sort_keys=True)) for k in _JSON_COLUMNS},
             **{f"rows_{t}": sum(f.num_records for f in files.get(t, [])) for t in DATA_TABLES},
             "n_files": sum(len(v) for v in files.values()),
             "counts": json.dumps(dict(row.get("counts") or {}), sort_keys=True),
