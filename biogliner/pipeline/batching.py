@@ -77,9 +77,10 @@ def micro_batches(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     size = window or WINDOW_BATCHES * batch_size
     pending: list[dict[str, Any]] = []  # passage rows not yet in a window, in document order
+    seq = [0]  # micro-batches emitted for this unit so far (their sequence numbers)
     for block in blocks:
         stream.require(block, [f.name for f in stream.KEY_FIELDS] + ["text", "info"], "micro_batches")
-        out = _Rows()
+        out = _Rows(seq)
         for row in block.to_pylist():
             if row["kind"] == stream.PASSAGE:
                 pending.append(row)
@@ -101,9 +102,10 @@ def micro_batches(
 class _Rows:
     """Column buffers of ``stream.BATCHED`` rows."""
 
-    def __init__(self) -> None:
+    def __init__(self, seq: list[int]) -> None:
         self.cols: dict[str, list] = {name: [] for name in stream.BATCHED.names}
         self.n = 0
+        self.seq = seq  # shared across one unit's blocks: the next micro-batch's sequence number
 
     def add_window(self, rows: list[dict[str, Any]], encode: Callable[[list[str]], list], batch_size: int) -> None:
         if not rows:
@@ -119,14 +121,21 @@ class _Rows:
                 kind=stream.BATCH,
                 source=first["source"],
                 input=first["input"],
+                position=self.seq[0],  # on a batch row: the micro-batch's sequence number in its unit
                 passages=[{k: rows[i][k] for k in _KEYS} for i in group],
                 n_chunks=sum(n_chunks[i] for i in group),
                 n_tokens=sum(n_tokens[i] for i in group),
                 encoded=pickle.dumps([encoded[i] for i in group], protocol=pickle.HIGHEST_PROTOCOL),
             )
+            self.seq[0] += 1
 
     def add_end(self, row: dict[str, Any]) -> None:
-        self._add(kind=stream.END, source=row["source"], input=row["input"], info=row["info"])
+        """The unit's end row, with the number of its micro-batches added to its info."""
+        import json
+
+        info = json.loads(row["info"])
+        info["micro_batches"] = self.seq[0]
+        self._add(kind=stream.END, source=row["source"], input=row["input"], info=json.dumps(info))
 
     def _add(self, **row: Any) -> None:
         for name, values in self.cols.items():

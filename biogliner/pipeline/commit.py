@@ -1,34 +1,40 @@
-"""Driver side: gather each input's entities from the model stage's output, write, commit.
+"""Driver side: collect each unit's small commit messages and commit the unit to Delta, exactly once.
 
-Rows arrive in any order, interleaved across inputs, possibly twice (a retried task re-emits
-rows). Per input the :class:`Committer` keeps the set of passage keys seen (duplicates are
-dropped: the model is deterministic, so a re-emitted row is identical) and the entity rows so
-far. The input is complete when its ``end`` row arrived (which says how many passages to expect
-and which parse files were written and closed) and every expected passage was seen. Then it
-writes one entities file per requested label set, and commits the manifest entry LAST: the
-single PUT that makes the input's outputs visible.
+No entity row travels to the driver. A parse task writes its unit's parse tables and ends with an
+``end`` row naming those files (and how many micro-batches the unit has); the model actors write
+the entity files and send one ``written`` row per unit and call, naming its files and the
+micro-batches they cover (:data:`biogliner.pipeline.stream.WRITTEN`). Rows arrive in any order,
+interleaved across units, possibly twice (Ray retries a lost task or actor call, which writes new
+files): per unit the :class:`Committer` keeps which message first covered each micro-batch. A
+message whose micro-batches are all covered already is dropped (its files are never committed:
+``biogliner store vacuum`` removes them); one that covers some new and some old micro-batches
+(rare: a parse task re-run after its first blocks were already bundled differently) is rewritten
+on the driver to the rows of its new micro-batches. A unit is complete when its ``end`` row arrived
+and every micro-batch is covered. Completed units are committed in one batch per intake step by
+:meth:`biogliner.store.delta.DeltaStore.commit_units`: every data table first, the ``commits`` rows
+last (one parse row, one row per label set), each through Delta app transactions, so a crash at
+any point followed by a rerun leaves the tables as a clean run does.
 
-Memory: per in-flight input, its passage keys and its entity rows (see docs/pipeline.md).
+Memory: per in-flight unit, its messages (file names, micro-batch ids, passage keys).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import pickle
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from biogliner.pipeline import stream
 from biogliner.pipeline.faults import Faults
-from biogliner.pipeline.plan import InputFile
-from biogliner.schema import ENTITIES
-from biogliner.store import layout
-from biogliner.store.manifest import LabelSetCommit, ManifestEntry, ParseCommit, Store, versions
+from biogliner.pipeline.plan import WorkUnit
+from biogliner.store.delta import DataFile, Unit, write_data_file
+from biogliner.store.output import ENTITIES, PARSE, Output, entities_unit_id, parse_unit_id, versions
 
 log = logging.getLogger(__name__)
 
@@ -38,184 +44,208 @@ class BankInfo:
     label_set_id: str
     model: str  # fingerprint
     labels: tuple[str, ...]
-    content_hash: str | None = None  # LabelSet.content_hash(), recorded in the manifest
+    content_hash: str | None = None  # LabelSet.content_hash(), recorded with each commit
+
+
+@dataclass
+class _Message:
+    mbs: list[int]
+    keys: bytes  # pickled {mb: [(doc_id, position, passage_index)]}, read only for a rewrite
+    files: dict[str, dict]  # label set -> DataFile fields
+    per_label: dict[str, dict[str, int]]
+    passages: int = 0
 
 
 @dataclass
 class _Pending:
-    item: InputFile
+    unit: WorkUnit
     first_seen: float
-    seen: set = field(default_factory=set)
-    parts: list[pa.Table] = field(default_factory=list)
+    owner: dict[int, int] = field(default_factory=dict)  # micro-batch -> index of the message that covers it
+    messages: list[_Message] = field(default_factory=list)
     end: dict | None = None
 
 
 @dataclass
 class Committed:
-    item: InputFile
+    unit: WorkUnit
     status: str
     error: str | None
     counts: dict[str, Any]
     entities: dict[str, dict[str, int]]  # label set id -> label -> count
+    members: list[dict[str, Any]] = field(default_factory=list)  # the input files, with their status
+
+    @property
+    def item(self) -> WorkUnit:  # what the run summary names
+        return self.unit
 
 
 class Committer:
     def __init__(
-        self, store: Store, items: list[InputFile], banks: list[BankInfo], run_id: str, faults: Faults | None = None, scoring: dict | None = None
+        self,
+        output: Output,
+        units: list[WorkUnit],
+        banks: list[BankInfo],
+        run_id: str,
+        faults: Faults | None = None,
+        scoring: dict | None = None,
     ):
-        self.store = store
-        self.scoring = dict(scoring or {})  # recorded with each label set's commit
-        self.items = {(i.source, i.input): i for i in items}
-        self.banks = banks
+        self.output = output
+        self.scoring = dict(scoring or {})
+        self.units = {u.key: u for u in units}
+        self.banks = {b.label_set_id: b for b in banks}
         self.run_id = run_id
         self.faults = faults or Faults(None)
         self.pending: dict[tuple[str, str], _Pending] = {}
         self.done: dict[tuple[str, str], Committed] = {}
-        self.duplicates = 0
+        self.duplicates = 0  # messages of retried work dropped
+        self.rewritten = 0  # messages rewritten on the driver (partly covered already)
+        self.already = 0  # units a concurrent writer or an earlier run had committed
         self.versions = versions()
+        self.commit_s = 0.0
 
     # -- intake -------------------------------------------------------------------------------
     def add(self, batch: pa.Table) -> list[Committed]:
-        """Take one batch of the model stage's output; returns the inputs it completed."""
-        stream.require(batch, [f.name for f in stream.KEY_FIELDS] + ["entities", "info"], "commit")
+        """Take one batch of the model stage's output; commits and returns the units it completed."""
+        stream.require(batch, ["kind", "source", "input", "mbs", "keys", "info"], "commit")
         if batch.num_rows == 0:
             return []
         touched: set[tuple[str, str]] = set()
-        cols = batch.select(["kind", "source", "input", "position", "passage_index", "info"]).to_pydict()
-        keep = []
-        for r in range(batch.num_rows):
-            key = (cols["source"][r], cols["input"][r])
+        kinds = batch.column("kind").to_pylist()
+        sources = batch.column("source").to_pylist()
+        inputs = batch.column("input").to_pylist()
+        infos = batch.column("info").to_pylist()
+        mbs = batch.column("mbs").to_pylist()
+        for r, kind in enumerate(kinds):
+            key = (sources[r], inputs[r])
             if key in self.done:
                 self.duplicates += 1
                 continue
             p = self._pending(key)
             touched.add(key)
-            if cols["kind"][r] == stream.END:
-                p.end = json.loads(cols["info"][r])
+            if kind == stream.END:
+                if p.end is None:
+                    p.end = json.loads(infos[r])
+                else:
+                    self.duplicates += 1
                 continue
-            pkey = (cols["position"][r], cols["passage_index"][r])
-            if pkey in p.seen:
-                self.duplicates += 1
-                continue
-            p.seen.add(pkey)
-            keep.append(r)
-        if keep:
-            self._gather_entities(batch.take(pa.array(keep, pa.int64())))
-        completed = []
+            if kind != stream.WRITTEN_KIND:
+                raise ValueError(f"commit: unexpected row kind {kind!r} for {key[0]}/{key[1]}")
+            self._take(p, mbs[r], batch.column("keys")[r].as_py(), json.loads(infos[r]))
+        complete = []
         for key in sorted(touched):
             p = self.pending.get(key)
-            if p is not None and p.end is not None and len(p.seen) >= p.end["counts"].get("ner_passages", 0):
-                completed.append(self._commit(key, p))
-        return completed
+            if p is not None and p.end is not None and len(p.owner) >= p.end.get("micro_batches", 0):
+                complete.append(key)
+        return self._commit(complete) if complete else []
 
     def _pending(self, key: tuple[str, str]) -> _Pending:
         p = self.pending.get(key)
         if p is None:
-            if key not in self.items:
+            if key not in self.units:
                 raise KeyError(f"commit: a row for {key[0]}/{key[1]}, which is not in this run's plan")
-            p = self.pending[key] = _Pending(self.items[key], time.perf_counter())
+            p = self.pending[key] = _Pending(self.units[key], time.perf_counter())
         return p
 
-    def _gather_entities(self, batch: pa.Table) -> None:
-        """Explode the entity lists into flat rows, appended to each input's parts."""
-        lens = pc.list_value_length(batch.column("entities")).fill_null(0)
-        if pc.sum(lens).as_py() in (None, 0):
+    def _take(self, p: _Pending, mbs: list[int], keys: bytes, info: dict) -> None:
+        new = [m for m in mbs if m not in p.owner]
+        if not new:
+            self.duplicates += 1
             return
-        parent = pc.list_parent_indices(batch.column("entities"))
-        flat = pc.list_flatten(batch.column("entities"))
-        rows = batch.select(["source", "input", "position", "doc_id", "version", "passage_index"]).take(parent)
-        for name in ("bank", "start", "end", "text", "label", "score"):
-            rows = rows.append_column(name, pc.struct_field(flat, name))
-        for key in set(zip(rows.column("source").to_pylist(), rows.column("input").to_pylist())):
-            mask = pc.and_(pc.equal(rows.column("source"), key[0]), pc.equal(rows.column("input"), key[1]))
-            self.pending[key].parts.append(rows.filter(mask).drop_columns(["source", "input"]))
+        msg = _Message(mbs, keys, info["files"], info["per_label"], info.get("passages", 0))
+        if len(new) < len(mbs):
+            msg = self._rewrite(p, msg, set(new))
+        idx = len(p.messages)
+        p.messages.append(msg)
+        for m in new:
+            p.owner[m] = idx
+
+    def _rewrite(self, p: _Pending, msg: _Message, keep: set[int]) -> _Message:
+        """A message covering some micro-batches another one covers already: keep the rows of
+        ``keep`` only, in new files written here (a retry after a re-bundling; rare)."""
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        from biogliner import io as bio
+
+        self.rewritten += 1
+        by_mb = pickle.loads(msg.keys)
+        wanted = {k for m in keep for k in by_mb.get(m, [])}
+        files, per_label = {}, {}
+        for ls, f in msg.files.items():
+            df = DataFile(**f)
+            with bio.open_binary(bio.join(self.output.root_url, "entities", df.path), self.output.storage_options) as fh:
+                t = pq.read_table(fh)
+            mask = [(d, pos, pi) in wanted for d, pos, pi in zip(t.column("doc_id").to_pylist(), t.column("position").to_pylist(), t.column("passage_index").to_pylist())]
+            t = t.filter(pa.array(mask, pa.bool_()))
+            per_label[ls] = dict(Counter(pc.cast(t.column("label"), pa.string()).to_pylist()))
+            if t.num_rows:
+                new = write_data_file(self.output.root_url, "entities", t.select(list(t.schema.names)), dict(df.partition_values), self.output.storage_options)
+                files[ls] = asdict(new)
+        for ls in msg.per_label:
+            per_label.setdefault(ls, {})
+        log.info("%s/%s: a retried call covered %d micro-batch(es) twice: rewrote its files", p.unit.source, p.unit.input, len(msg.mbs) - len(keep))
+        return _Message(sorted(keep), msg.keys, files, per_label, len(wanted))
 
     # -- commit -------------------------------------------------------------------------------
-    def _commit(self, key: tuple[str, str], p: _Pending) -> Committed:
-        item, end = p.item, p.end
+    def _commit(self, keys: list[tuple[str, str]]) -> list[Committed]:
         t0 = time.perf_counter()
-        parts = [t for t in p.parts if t.num_rows]
-        all_rows = pa.concat_tables(parts) if parts else None
-        label_sets: dict[str, LabelSetCommit] = {}
-        per_set: dict[str, dict[str, int]] = {}
-        for b, bank in enumerate(self.banks):
-            if bank.label_set_id not in item.label_sets:
-                continue
-            table = _entities_table(all_rows, b, bank, self.run_id)
-            files = []
-            if table.num_rows:
-                stem = layout.entities_stem(bank.label_set_id, self.run_id)
-                files.append(self.store.write_table("entities", item.source, item.input, stem, table))
-            per_label = Counter(table.column("label").to_pylist())
-            per_set[bank.label_set_id] = {label: per_label.get(label, 0) for label in bank.labels}
-            label_sets[bank.label_set_id] = LabelSetCommit(
-                run_id=self.run_id,
-                model=bank.model,
-                content_hash=bank.content_hash,
-                files=files,
-                counts={"entities": table.num_rows, "passages": len(p.seen), "per_label": per_set[bank.label_set_id]},
-                timings={"ner_wall_s": round(t0 - p.first_seen, 3)},
-                scoring=self.scoring,
-            )
+        units: list[Unit] = []
+        results: list[Committed] = []
+        for key in keys:
+            p = self.pending[key]
+            u, end = p.unit, p.end
+            common = {"source": u.source, "input": u.input, "run_id": self.run_id, "status": end["status"], "error": end["error"], "software": self.versions}
+            if u.parse_version is not None:
+                units.append(
+                    Unit(
+                        parse_unit_id(u.source, u.input),
+                        u.parse_version,
+                        [DataFile(**f) for f in end["files"]],
+                        {**common, "kind": PARSE, "inputs": end["members"], "counts": end["counts"], "timings": end["timings"]},
+                    )
+                )
+            per_set: dict[str, dict[str, int]] = {}
+            for ls in u.label_sets:
+                bank = self.banks[ls]
+                files = [DataFile(**m.files[ls]) for m in p.messages if ls in m.files]
+                acc: Counter = Counter()
+                for m in p.messages:
+                    acc.update(m.per_label.get(ls, {}))
+                per_set[ls] = {label: acc.get(label, 0) for label in bank.labels} | {k: v for k, v in acc.items() if k not in bank.labels}
+                units.append(
+                    Unit(
+                        entities_unit_id(u.source, u.input, ls),
+                        u.entity_version(ls),
+                        files,
+                        {
+                            **common,
+                            "kind": ENTITIES,
+                            "label_set": ls,
+                            "model": bank.model,
+                            "label_set_hash": bank.content_hash,
+                            "scoring": self.scoring,
+                            "counts": {"entities": sum(acc.values()), "passages": sum(m.passages for m in p.messages), "per_label": per_set[ls]},
+                            "timings": {"ner_wall_s": round(t0 - p.first_seen, 3)},
+                        },
+                    )
+                )
+            results.append(Committed(u, end["status"], end["error"], end["counts"], per_set, end.get("members", [])))
         self.faults.hit("driver.before_commit")
-        previous = self.store.read_entry(item.source, item.input)
-        superseded: dict[str, list[LabelSetCommit]] = {}
-        if previous is not None and previous.status == "committed" and previous.same_input(item.size, item.etag, item.md5):
-            # only some label sets were missing (or are re-annotated): keep the others
-            superseded = {k: list(v) for k, v in previous.superseded.items()}
-            for ls_id, old in previous.label_sets.items():
-                new = label_sets.get(ls_id)
-                if new is not None and (old.model, old.content_hash) != (new.model, new.content_hash):
-                    superseded.setdefault(ls_id, []).append(old)  # --reannotate: history keeps it
-            label_sets = {**previous.label_sets, **label_sets}
-        entry = ManifestEntry(
-            input=item.input,
-            source=item.source,
-            url=item.url,
-            status=end["status"],
-            run_id=self.run_id,
-            parse=ParseCommit(run_id=self.run_id, files=end["files"], counts=end["counts"], timings=end["timings"]),
-            size=item.size,
-            etag=item.etag,
-            md5=item.md5,
-            error=end["error"],
-            label_sets=label_sets,
-            superseded=superseded,
-            versions=self.versions,
-            timings={**end["timings"], "write_entities_s": round(time.perf_counter() - t0, 3)},
-        )
-        self.store.commit(entry)
-        del self.pending[key]
-        done = Committed(item, end["status"], end["error"], end["counts"], per_set)
-        self.done[key] = done
-        log.info("committed %s/%s (%s): %s documents", item.source, item.input, end["status"], end["counts"].get("documents", 0))
+        done = self.output.delta.commit_units(units, fault=self.faults.commit_hook if self.faults else None)
+        # a unit none of whose rows were committed now was committed before (an earlier run that
+        # crashed after its commit, or a concurrent writer): counted, not an error
+        for key in keys:
+            ids = [x.unit_id for x in units if x.unit_id == parse_unit_id(*key) or x.unit_id.startswith(parse_unit_id(*key) + "#")]
+            if ids and not any(done.get(i) for i in ids):
+                self.already += 1
+            del self.pending[key]
+        for c in results:
+            self.done[c.unit.key] = c
+            log.info("committed %s/%s (%s): %s documents", c.unit.source, c.unit.input, c.status, c.counts.get("documents", 0))
+        self.commit_s += time.perf_counter() - t0
         self.faults.hit("driver.after_commit")
-        return done
+        return results
 
     def incomplete(self) -> list[str]:
-        """Inputs of the plan not committed (after the stream ended: a bug or a lost row)."""
-        return sorted(f"{s}/{i}" for (s, i) in self.items if (s, i) not in self.done)
-
-
-def _entities_table(rows: pa.Table | None, bank_index: int, bank: BankInfo, run_id: str) -> pa.Table:
-    if rows is None:
-        return ENTITIES.empty_table()
-    t = rows.filter(pc.equal(rows.column("bank"), bank_index))
-    # deterministic row order whatever order batches arrived in
-    t = t.sort_by([("position", "ascending"), ("passage_index", "ascending"), ("start", "ascending"), ("end", "ascending"), ("label", "ascending")])
-    n = t.num_rows
-    columns = {
-        "doc_id": t.column("doc_id"),
-        "version": t.column("version"),
-        "passage_index": t.column("passage_index"),
-        "start": t.column("start"),
-        "end": t.column("end"),
-        "text": t.column("text"),
-        "label": t.column("label"),
-        "score": t.column("score"),
-        "label_set": pa.array([bank.label_set_id] * n, pa.string()),
-        "model": pa.array([bank.model] * n, pa.string()),
-        "position": t.column("position"),  # written when the schema carries it
-        "run_id": pa.array([run_id] * n, pa.string()),
-    }
-    return pa.table({name: columns[name] for name in ENTITIES.names}, schema=ENTITIES)
+        """Units of the plan not committed (after the stream ended: a bug or a lost row)."""
+        return sorted(f"{s}/{i}" for (s, i) in self.units if (s, i) not in self.done)

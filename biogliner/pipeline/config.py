@@ -96,6 +96,7 @@ class AnnotateConfig:
     batch_size: int = 8  # texts per encoder forward pass
     rows_per_call: int | None = None  # about this many passages per model-actor call, in whole micro-batches (default 16 x batch_size)
     block_rows: int = 512  # passages a read task parses and tokenises per step
+    pmc_unit_size: int = 2000  # PMC article files per unit (one parse task, one partition, one commit)
     target_block_mb: float = 8.0  # Ray Data merges yielded tables up to this size (DataContext.target_max_block_size)
     storage_options: dict[str, Any] = field(default_factory=dict)
     device: str | None = None
@@ -136,7 +137,7 @@ class AnnotateConfig:
             raise ConfigError(f"run_id: must match {_RUN_ID.pattern}, got {self.run_id!r}")
         if self.rows_per_call is None and isinstance(self.batch_size, int):
             set_("rows_per_call", 16 * self.batch_size)
-        for name in ("num_model_workers", "max_parse_tasks", "batch_size", "rows_per_call", "block_rows"):
+        for name in ("num_model_workers", "max_parse_tasks", "batch_size", "rows_per_call", "block_rows", "pmc_unit_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name}: must be an integer >= 1, got {value!r}")
@@ -194,6 +195,7 @@ class AnnotateConfig:
             "batch_size": self.batch_size,
             "rows_per_call": self.rows_per_call,
             "block_rows": self.block_rows,
+            "pmc_unit_size": self.pmc_unit_size,
             "target_block_mb": self.target_block_mb,
             "storage_options_keys": sorted(self.storage_options),
             "device": self.device,

@@ -2,13 +2,20 @@
 
 Spec (``--fault`` or ``$BIOGLINER_FAULT``): ``point=N`` or ``point=N,point=M``. Points:
 
-- ``driver.after_commit``: the driver process dies right after its N-th manifest commit;
-- ``driver.before_commit``: the driver dies after writing the N-th input's entity files, before
-  its manifest commit (outputs on storage, not visible);
+- ``driver.after_commit``: the driver process dies right after its N-th commit (of a batch of
+  completed units);
+- ``driver.before_commit``: the driver dies when the N-th batch of units is complete, before it
+  commits anything (files on storage, not visible);
+- ``commit.after_<table>`` (documents, passages, entities, deletions, errors) and
+  ``commit.before_commits``: the driver dies inside its N-th commit, after that Delta table's
+  commit (or before the ``commits`` table's): the commit boundaries of
+  :meth:`biogliner.store.delta.DeltaStore.commit_units`;
 - ``parse.after_write``: a parse task's worker dies after writing the N-th input's parse tables
   (a lost worker: Ray retries the task);
 - ``ner.call``: a model actor's process dies at its N-th call (a dead actor: Ray restarts it and
-  retries the batch).
+  retries the batch);
+- ``ner.after_write``: a model actor dies after writing the entity files of its N-th call, before
+  returning (the retried call writes new files; the first ones are never committed).
 
 Worker-side points fire once per run: a marker file in ``fault_dir`` (a local directory shared
 by the processes of a local Ray) records that the fault already happened, so the restarted actor
@@ -23,7 +30,10 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-POINTS = ("driver.after_commit", "driver.before_commit", "parse.after_write", "ner.call")
+from biogliner.schema import TABLES as _TABLES
+
+COMMIT_POINTS = tuple(f"commit.after_{t}" for t in _TABLES) + ("commit.before_commits",)
+POINTS = ("driver.after_commit", "driver.before_commit", "parse.after_write", "ner.call", "ner.after_write", *COMMIT_POINTS)
 EXIT_CODE = 137  # what a SIGKILL looks like to a parent
 
 
@@ -70,3 +80,7 @@ class Faults:
             os.close(fd)
         log.warning("fault injection: exiting at %s (hit %d)", point, target)
         os._exit(EXIT_CODE)
+
+    def commit_hook(self, point: str) -> None:
+        """:meth:`DeltaStore.commit_units`'s ``fault`` callback (``after:<table>``, ``before:commits``)."""
+        self.hit("commit." + point.replace(":", "_"))

@@ -3,20 +3,22 @@ exactly the inputs not yet committed, release the lock.
 
 Order: PubMed baseline files (when given) then update files ascending by
 :func:`biogliner.sources.pubmed_file_order`, then PMC inputs by name. That is the order the
-inputs are handed to the annotation job; the job commits each input on its own, in whatever order
+inputs are handed to the annotation job; the job commits each unit on its own, in whatever order
 its tasks finish. Correctness never depends on commit order: the ``current_*`` views resolve
 revisions and deletions by *file* order at read time (:mod:`biogliner.store.views`).
 
 What is "not yet committed" is the annotation job's own plan (:func:`make_plan`): an input is done
-when its manifest entry was made from the same bytes (md5 sidecar, ETag or size) and holds every
-requested label set. A second nightly over the same listing therefore finds nothing to do and
-exits without starting Ray, loading the model or writing anything (the lock object aside).
+when the ``commits`` table records it from the same bytes (md5 sidecar, ETag or size) and its unit
+holds every requested label set. A second nightly over the same listing therefore finds nothing
+to do and exits without starting Ray, loading the model or writing anything (the lock object
+aside). New PMC articles are grouped into a few new units (:mod:`biogliner.pipeline.plan`).
 
-PMC: ``--pmc`` prefixes/globs, or ``--pmc-inventory`` (the bucket's daily S3 inventory of its
-``metadata/PMC{id}.{v}.json`` keys, the cheap way to learn what exists without listing ~8 M
-prefixes). Article versions are immutable, so a PMC input whose manifest entry is committed with
-every requested label set is skipped by name, without a request per object. A metadata-only
-change of an existing version (licence, retraction flag) is therefore not re-read.
+PMC: ``--pmc`` prefixes/globs (each article file is stat'ed), or ``--pmc-inventory`` (the
+bucket's daily S3 inventory of its ``metadata/PMC{id}.{v}.json`` keys, the cheap way to learn
+what exists without listing ~8 M prefixes or a request per object). With the inventory, an
+article version's identity is its metadata object's inventory row (size, ETag, last-modified),
+so a metadata-only change of a committed version (licence, retraction) is picked up: that version
+is parsed again into a new unit, which the views prefer (its name sorts later).
 
 Update files of an older production year than the given baseline (``pubmed25n1400`` next to a
 ``pubmed26`` baseline) are superseded by that baseline and skipped, with a log line. Files in the
@@ -71,14 +73,17 @@ class NightlyConfig:
 
 @dataclass
 class NightlyPlan:
-    todo: list = field(default_factory=list)  # InputFile, in processing order
+    todo: list = field(default_factory=list)  # WorkUnit, in processing order
     done: list = field(default_factory=list)  # already committed from the same bytes
     superseded: list[str] = field(default_factory=list)  # update files older than the baseline
     ignored: list[str] = field(default_factory=list)  # not input files of the expected kind
     pmc_urls: set[str] = field(default_factory=set)  # which listed inputs are PMC article versions
+    identified: dict = field(default_factory=dict)  # url -> InputFile: every listed input, identified
+    units: int = 0  # units to run (PubMed files, groups of PMC files)
 
     def describe(self) -> str:
-        head = f"{len(self.todo)} to do, {len(self.done)} already committed"
+        n_files = sum(len(u.members) for u in self.todo)
+        head = f"{n_files} file(s) to do in {len(self.todo)} unit(s), {len(self.done)} already committed"
         if self.superseded:
             head += f", {len(self.superseded)} superseded by the baseline"
         if self.ignored:
@@ -149,7 +154,9 @@ def list_inputs(cfg: NightlyConfig) -> tuple[list[str], NightlyPlan]:
         updates = kept
     pmc = expand(cfg.pmc) if cfg.pmc else []
     if cfg.pmc_inventory:
-        pmc += pmc_inventory_urls(cfg.pmc_inventory, pmc_root=cfg.pmc_root, storage_options=opts)
+        listed = pmc_inventory_files(cfg.pmc_inventory, pmc_root=cfg.pmc_root, storage_options=opts)
+        skipped.identified.update({f.url: f for f in listed})
+        pmc += [f.url for f in listed]
     pmc = sorted(set(pmc), key=lambda u: u.rsplit("/", 1)[-1])
     skipped.pmc_urls = set(pmc)
     ordered = list(dict.fromkeys(baseline + updates + pmc))
@@ -171,12 +178,23 @@ def _latest_inventory_manifest(url: str, storage_options) -> str:
 
 
 def pmc_inventory_urls(url: str, *, pmc_root: str | None = None, storage_options=None) -> list[str]:
+    """The article-version XML URLs an inventory lists (see :func:`pmc_inventory_files`)."""
+    return [f.url for f in pmc_inventory_files(url, pmc_root=pmc_root, storage_options=storage_options)]
+
+
+def pmc_inventory_files(url: str, *, pmc_root: str | None = None, storage_options=None) -> list:
     """Article-version XML URLs listed by a PMC S3 inventory (``manifest.json`` -> ``data/*.csv.gz``
     rows ``bucket, metadata/PMC{id}.{v}.json, ...``): ``<pmc_root>/PMC{id}.{v}/PMC{id}.{v}.xml``.
 
     ``url``: a ``manifest.json``, or the folder of dated inventories (the latest is used). Data file
     keys are resolved against the destination bucket, or, for a copy of the inventory elsewhere,
     against the prefix of ``url`` that precedes the key's first segment.
+
+    Each is returned as an identified :class:`~biogliner.pipeline.plan.InputFile` (no request per
+    article): its identity is the inventory row of the article version's metadata object (size,
+    ETag, last-modified, when the inventory has those columns; the ETag prefixed ``inventory:``),
+    so a metadata-only change of a committed version (licence, retraction) changes the identity
+    and the nightly parses that version again, into a new unit whose name sorts later.
     """
     import csv
     import gzip
@@ -191,11 +209,14 @@ def pmc_inventory_urls(url: str, *, pmc_root: str | None = None, storage_options
         files = [f["key"] for f in manifest["files"]]
         schema = [c.strip() for c in manifest.get("fileSchema", "Bucket, Key").split(",")]
         key_col = schema.index("Key")
+        cols = {name: schema.index(name) for name in ("Size", "ETag", "LastModifiedDate") if name in schema}
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"{manifest_url}: not an S3 inventory manifest ({exc})") from None
     dest = str(manifest.get("destinationBucket", "")).rsplit(":", 1)[-1]
     root = pmc_root or f"s3://{manifest.get('sourceBucket', 'pmc-oa-opendata')}"
-    out: list[str] = []
+    from biogliner.pipeline.plan import InputFile, _mtime
+
+    out: list = []
     for key in files:
         first = key.split("/", 1)[0]
         marker = f"/{first}/"
@@ -214,37 +235,44 @@ def pmc_inventory_urls(url: str, *, pmc_root: str | None = None, storage_options
                 continue
             m = _INVENTORY_KEY.match(unquote(row[key_col]))
             if m:
-                out.append(bio.join(root, m.group(1), f"{m.group(1)}.xml"))
+                get = lambda c: row[cols[c]].strip() if c in cols and len(row) > cols[c] and row[cols[c]].strip() else None  # noqa: E731
+                size = get("Size")
+                etag = get("ETag")
+                out.append(
+                    InputFile(
+                        url=bio.join(root, m.group(1), f"{m.group(1)}.xml"),
+                        source="pmc",
+                        input=m.group(1),
+                        size=int(size) if size and size.isdigit() else None,
+                        etag=f"inventory:{etag.strip(chr(34))}" if etag else None,
+                        mtime=_mtime({"LastModified": get("LastModifiedDate")}) if get("LastModifiedDate") else None,
+                    )
+                )
                 n += 1
         log.info("PMC inventory %s: %d article versions", data_url, n)
     return out
 
 
-def plan_nightly(cfg: NightlyConfig, store) -> NightlyPlan:
-    """List the inputs and compare them with the manifest (no Ray, no model)."""
+def plan_nightly(cfg: NightlyConfig, output) -> NightlyPlan:
+    """List and identify the inputs, compare them with the ``commits`` table (no Ray, no model)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from biogliner.pipeline.banks import resolve_label_sets
-    from biogliner.pipeline.plan import InputFile, make_plan
-    from biogliner.sources import input_name
+    from biogliner.pipeline.plan import identify, make_plan
 
     urls, plan = list_inputs(cfg)
     if not urls:
         return plan
     a = cfg.annotate
     set_ids = [s.id for s in resolve_label_sets(a.labels, a.threshold, a.storage_options)]
-    entries = {(e.source, e.input): e for e in store.entries()}
-    rest = []
-    for u in urls:  # PMC article versions are immutable: committed ones are done, by name
-        name = input_name(u)
-        e = entries.get(("pmc", name))
-        if u in plan.pmc_urls and e is not None and e.status == "committed" and all(i in e.label_sets for i in set_ids):
-            plan.done.append(InputFile(url=u, source="pmc", input=name))
-        else:
-            rest.append(u)
-    if rest:
-        job_plan = make_plan(tuple(rest), store, set_ids, a.storage_options)
-        rank = {u: i for i, u in enumerate(urls)}
-        plan.todo = sorted(job_plan.todo, key=lambda f: rank.get(f.url, len(rank)))
-        plan.done += job_plan.done
+    stat = [u for u in urls if u not in plan.identified]
+    with ThreadPoolExecutor(max(1, min(16, len(stat)))) as pool:
+        plan.identified.update(zip(stat, pool.map(lambda u: identify(u, a.storage_options), stat)))
+    job_plan = make_plan((), output, set_ids, a.storage_options, identified=tuple(plan.identified[u] for u in urls), pmc_unit_size=a.pmc_unit_size)
+    rank = {u: i for i, u in enumerate(urls)}
+    plan.todo = sorted(job_plan.todo, key=lambda w: min(rank.get(m.url, len(rank)) for m in w.members))
+    plan.done = job_plan.done
+    plan.units = len(plan.todo)
     return plan
 
 
@@ -253,11 +281,11 @@ def run_nightly(cfg: NightlyConfig, *, ensure_ray: Callable[[], None] | None = N
     :class:`biogliner.store.lock.LockHeldError` when another nightly holds the lock."""
     from biogliner.pipeline.runner import annotate
     from biogliner.store.lock import Heartbeat, StoreLock
-    from biogliner.store.manifest import Store
+    from biogliner.store.output import Output
 
     a = cfg.annotate
     storage_options = bio.resolve_storage_options(a.output, a.storage_options)
-    store = Store(a.output, storage_options)
+    store = Output(a.output, storage_options)
     lock = StoreLock(a.output, cfg.lock_name, ttl_s=cfg.lock_ttl_s, run_id=a.run_id, storage_options=storage_options)
     lock.acquire()
     try:
@@ -270,7 +298,8 @@ def run_nightly(cfg: NightlyConfig, *, ensure_ray: Callable[[], None] | None = N
                 return NightlyResult("nothing_to_do", plan)
             # the plan's inputs are handed over as identified: the job compares them with the
             # output again (model and label-set checks included), without a second listing
-            summary = annotate(a.with_(inputs=tuple(f.url for f in plan.todo)), ensure_ray=ensure_ray, identified=tuple(plan.todo))
+            files = tuple(dict.fromkeys(m for u in plan.todo for m in u.members if m.url in plan.identified))
+            summary = annotate(a.with_(inputs=tuple(f.url for f in files)), ensure_ray=ensure_ray, identified=files)
             result = NightlyResult("ok" if summary.ok else "failed", plan, summary)
             if beat.lost.is_set():
                 # commits are per input and idempotent: a second holder redoes work, it cannot

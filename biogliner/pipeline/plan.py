@@ -1,20 +1,32 @@
-"""Plan: expand the inputs, identify each file (size, ETag, md5 sidecar), and skip what is done.
+"""Plan: expand the inputs, identify each file (size, ETag, md5 sidecar, mtime), group them into
+units, and skip what is committed.
 
-An input is done when its manifest entry was made from the same bytes, has status
-``committed`` and holds every requested label set. A ``failed`` entry is retried. An input whose
-parse is committed but which lacks a requested label set is re-run for the missing sets only
-(the parse tables are re-derived and replace the entry's parse section with identical content).
-No Ray here: the plan runs on the driver before any cluster work, so a finished job reruns in
-seconds.
+A *unit* is what is parsed by one task, lives in one partition (``source=<s>/input=<name>``) and
+is committed at once (:mod:`biogliner.store.output`): a PubMed file is its own unit (named after
+the file); PMC article files are grouped into units of ``pmc_unit_size`` files, so that a pass
+over PMC OA makes thousands of partitions, not millions. The grouping is deterministic from the
+files to do: sorted by (modification time, name), cut into chunks; a unit is named
+``pmc-<newest member's mtime>-<hash of its members' identities>``, so a rerun plans the same
+units, a later publication (a new article version, or a metadata-only change of a committed one:
+licence, retraction) lands in a unit whose name sorts later, and the views' PMC tie-break
+(later input name) picks it.
+
+An input file is done when the ``commits`` table records it (``inputs`` of its unit's current
+parse commit) from the same bytes (md5, else ETag, else size), not failed, and its unit holds
+every requested label set. A failed or changed file is parsed again (PubMed: the same unit at
+the next version; PMC: a new unit). A unit whose parse is committed but which lacks a requested
+label set is run for the missing sets only (entities only: its parse tables are not written
+again). No Ray here: the plan runs on the driver before any cluster work, so a finished job
+reruns in seconds.
 
 What a label set's entities were made with is part of what is committed: the checkpoint's
 fingerprint and the label set's content hash (prompts, thresholds, decoding flags; see
 :meth:`biogliner.labels.LabelSet.content_hash`). Given what this run would use, the plan compares
-them with EVERY commit of the requested label sets in the output (not only this run's inputs: one
-label set made by two models would mix in ``current_entities``) and raises
+them with EVERY current commit of the requested label sets in the output (not only this run's
+inputs: one label set made by two models would mix in ``current_entities``) and raises
 :class:`CommittedWithOtherModel` on a difference, unless ``reannotate``: then the differing
-inputs are re-run for those label sets (their old commits move to the manifest's ``superseded``
-history) — only when every one of them is an input of this run.
+units are re-run for those label sets at the next version (the old rows stay in the ``entities``
+history) — only when every one of them has an input in this run.
 """
 
 from __future__ import annotations
@@ -36,29 +48,71 @@ _PUBMED_NAME = re.compile(r"^(pubmed|medline)\d{2}n\d{4,}$")
 
 @dataclass(frozen=True)
 class InputFile:
-    """One unit of work and of idempotency: an input file and its identity."""
+    """One input file and its identity."""
 
     url: str
     source: str  # "pubmed" | "pmc"
-    input: str  # partition name (biogliner.sources.input_name)
+    input: str  # the file's name without suffixes (biogliner.sources.input_name)
     size: int | None = None
     etag: str | None = None
     md5: str | None = None  # from the .md5 sidecar, when there is one
-    label_sets: tuple[str, ...] = ()  # label-set ids still to annotate for this input
+    mtime: float | None = None  # modification time (s since the epoch), when the store gives one
+    label_sets: tuple[str, ...] = ()  # kept for callers that list files; units carry the label sets
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def record(self) -> dict[str, Any]:
+        """What the ``commits`` table records about this file (``inputs``)."""
+        return {"input": self.input, "url": self.url, "size": self.size, "etag": self.etag, "md5": self.md5, "mtime": self.mtime}
+
+    def same_bytes(self, rec: dict[str, Any]) -> bool:
+        """Whether ``rec`` (a committed ``inputs`` record) was made from the same bytes."""
+        if self.md5 and rec.get("md5"):
+            return self.md5 == rec["md5"]
+        if self.etag and rec.get("etag"):
+            return self.etag == rec["etag"]
+        return self.size is not None and self.size == rec.get("size")
+
+
+@dataclass(frozen=True)
+class WorkUnit:
+    """One unit to run: parsed by one task, written to one partition, committed at once."""
+
+    source: str
+    input: str  # the partition name: the PubMed file's name, or a PMC unit name
+    members: tuple[InputFile, ...]
+    label_sets: tuple[str, ...]  # label sets to annotate
+    parse_version: int | None = 1  # the parse commit's version; None: parse committed, entities only
+    entity_versions: tuple[tuple[str, int], ...] = ()  # label set -> version of its commit
+
+    @property
+    def url(self) -> str:
+        return self.members[0].url
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.source, self.input)
+
+    @property
+    def size(self) -> int | None:
+        sizes = [m.size for m in self.members if m.size is not None]
+        return sum(sizes) if sizes else None
+
+    def entity_version(self, label_set: str) -> int:
+        return dict(self.entity_versions).get(label_set, 1)
+
 
 @dataclass
 class Plan:
-    todo: list[InputFile] = field(default_factory=list)
+    todo: list[WorkUnit] = field(default_factory=list)
     done: list[InputFile] = field(default_factory=list)  # already committed: skipped
-    reannotated: dict[str, int] = field(default_factory=dict)  # label set id -> inputs whose commit --reannotate replaces
+    reannotated: dict[str, int] = field(default_factory=dict)  # label set id -> units whose commit --reannotate replaces
+    files_todo: int = 0  # input files in ``todo`` units
 
     @property
     def total(self) -> int:
-        return len(self.todo) + len(self.done)
+        return self.files_todo + len(self.done)
 
 
 def guess_source(url: str, storage_options=None) -> str:
@@ -117,7 +171,25 @@ def identify(url: str, storage_options=None) -> InputFile:
         size=info.get("size"),
         etag=etag if isinstance(etag, str) else None,
         md5=md5,
+        mtime=_mtime(info),
     )
+
+
+def _mtime(info: dict) -> float | None:
+    from datetime import datetime
+
+    for key in ("mtime", "LastModified", "last_modified", "updated", "created"):
+        v = info.get(key)
+        if isinstance(v, datetime):
+            return v.timestamp()
+        if isinstance(v, (int, float)):
+            return float(v)
+        if isinstance(v, str):
+            try:
+                return datetime.fromisoformat(v.replace("Z", "+00:00")).timestamp()
+            except ValueError:
+                continue
+    return None
 
 
 def _local_md5(path: str) -> str:
@@ -156,17 +228,17 @@ class _Conflict:
     content_hash: str | None
 
 
-def find_conflicts(entries, expected: dict[str, str], fingerprint: Callable[[], str]) -> list[_Conflict]:
-    """Commits of the label sets in ``expected`` (id -> content hash) made with another model or
-    content. ``fingerprint`` is called only when some entry holds one of those label sets."""
-    held = [(e, i, ls) for e in entries for i, ls in e.label_sets.items() if i in expected]
+def find_conflicts(state, expected: dict[str, str], fingerprint: Callable[[], str]) -> list[_Conflict]:
+    """Current commits of the label sets in ``expected`` (id -> content hash) made with another
+    model or content. ``fingerprint`` is called only when some unit holds one of those label sets."""
+    held = [r for sets in state.label_sets.values() for i, r in sets.items() if i in expected]
     if not held:
         return []
     fp = fingerprint()
     return [
-        _Conflict(e.source, e.input, i, ls.model, ls.content_hash)
-        for e, i, ls in held
-        if ls.model != fp or ls.content_hash != expected[i]
+        _Conflict(r.source, r.input, r.label_set, r.model, r.label_set_hash)
+        for r in held
+        if r.model != fp or r.label_set_hash != expected[r.label_set]
     ]
 
 
@@ -180,7 +252,7 @@ def conflict_message(store_url: str, conflicts: list[_Conflict], fp: str, expect
         for model, h in committed:
             n = [c for c in mine if (c.model, c.content_hash or "not recorded") == (model, h)]
             eg = ", ".join(f"{c.source}/{c.input}" for c in n[:3]) + (", ..." if len(n) > 3 else "")
-            lines.append(f"  committed: model fingerprint {model}, label-set content {_short(h)} ({len(n)} input(s): {eg})")
+            lines.append(f"  committed: model fingerprint {model}, label-set content {_short(h)} ({len(n)} unit(s): {eg})")
         lines.append(f"  this run:  model fingerprint {fp}, label-set content {_short(expected[ls_id])}")
     if outside:
         head = (
@@ -206,7 +278,7 @@ def _short(h: str) -> str:
 
 def make_plan(
     inputs: tuple[str, ...],
-    store,
+    output,
     label_set_ids: list[str],
     storage_options=None,
     *,
@@ -215,8 +287,10 @@ def make_plan(
     fingerprint: Callable[[], str] | None = None,
     reannotate: bool = False,
     identified: tuple[InputFile, ...] | None = None,
+    pmc_unit_size: int = 2000,
 ) -> Plan:
-    """Expand and identify the inputs, then compare with the manifest of ``store``.
+    """Expand and identify the inputs, then compare with the ``commits`` table of ``output``
+    (a :class:`biogliner.store.output.Output`) and group what is left into units.
 
     ``expected`` (label set id -> content hash) and ``fingerprint`` (called at most once, only
     when the output holds one of those label sets) turn on the model/label-set comparison; see the
@@ -224,6 +298,8 @@ def make_plan(
     listed and identified by the caller (the nightly's plan), used instead of ``inputs`` so that
     no object is listed or stat'ed twice.
     """
+    from biogliner.store.layout import safe_name
+
     if identified is not None:
         files = [_with_sets(f, ()) for f in identified]
     else:
@@ -234,42 +310,99 @@ def make_plan(
     for f in files:
         key = (f.source, f.input)
         if key in seen:
-            raise ValueError(f"two inputs share the partition {f.source}/{f.input}: {seen[key]} and {f.url}")
+            raise ValueError(f"two inputs share the name {f.source}/{f.input}: {seen[key]} and {f.url}")
         seen[key] = f.url
-    store.fs.invalidate_cache()  # a long-lived process may hold stale listings (s3fs dircache)
-    all_entries = store.entries()
-    entries = {(e.source, e.input): e for e in all_entries}
+    state = output.state()
+    parse = state.parse
+    label_sets = state.label_sets
+    members = state.members()
     plan = Plan()
-    redo: dict[tuple[str, str], set[str]] = {}
+    redo: dict[tuple[str, str], set[str]] = {}  # unit -> label sets --reannotate replaces
     if expected is not None:
         if fingerprint is None:
             raise TypeError("make_plan: expected needs fingerprint")
-        conflicts = find_conflicts(all_entries, expected, fingerprint)
+        conflicts = find_conflicts(state, expected, fingerprint)
         if conflicts:
             fp = fingerprint()
             if not reannotate:
-                raise CommittedWithOtherModel(conflict_message(store.root_url, conflicts, fp, expected))
-            outside = [c for c in conflicts if (c.source, c.input) not in seen]
+                raise CommittedWithOtherModel(conflict_message(output.root_url, conflicts, fp, expected))
+            in_run = {(r.source, r.input) for key, (r, _) in members.items() if key in seen}
+            outside = [c for c in conflicts if (c.source, c.input) not in in_run]
             if outside:
-                raise CommittedWithOtherModel(conflict_message(store.root_url, outside, fp, expected, outside=True))
+                raise CommittedWithOtherModel(conflict_message(output.root_url, outside, fp, expected, outside=True))
             for c in conflicts:
                 redo.setdefault((c.source, c.input), set()).add(c.label_set)
                 plan.reannotated[c.label_set] = plan.reannotated.get(c.label_set, 0) + 1
             log.warning(
-                "--reannotate: replacing %s", ", ".join(f"{k} on {n} input(s)" for k, n in sorted(plan.reannotated.items()))
+                "--reannotate: replacing %s", ", ".join(f"{k} on {n} unit(s)" for k, n in sorted(plan.reannotated.items()))
             )
+
+    def next_versions(unit: tuple[str, str], sets) -> tuple[tuple[str, int], ...]:
+        held = label_sets.get(unit, {})
+        return tuple((ls, held[ls].version + 1 if ls in held else 1) for ls in sets)
+
+    entities_only: dict[tuple[str, str], set[str]] = {}
+    to_parse: list[InputFile] = []
     for f in files:
-        entry = entries.get((f.source, f.input))
-        if entry is not None and entry.status == "committed" and entry.same_input(f.size, f.etag, f.md5):
-            again = redo.get((f.source, f.input), set())
-            missing = tuple(ls for ls in label_set_ids if ls not in entry.label_sets or ls in again)
-            if not missing:
-                plan.done.append(f)
+        hit = members.get((f.source, f.input))
+        if hit is not None:
+            rec, member = hit
+            if rec.status == "committed" and member.get("status", "committed") == "committed" and f.same_bytes(member):
+                unit = (rec.source, rec.input)
+                held = label_sets.get(unit, {})
+                missing = {ls for ls in label_set_ids if ls not in held or ls in redo.get(unit, set())}
+                if missing:
+                    entities_only.setdefault(unit, set()).update(missing)
+                else:
+                    plan.done.append(f)
                 continue
-            plan.todo.append(_with_sets(f, missing))
-        else:
-            plan.todo.append(_with_sets(f, tuple(label_set_ids)))
+        to_parse.append(f)
+
+    for unit, missing in sorted(entities_only.items()):
+        rec = parse[unit]
+        unit_members = tuple(_recorded(m, rec.source) for m in rec.inputs)
+        sets = tuple(ls for ls in label_set_ids if ls in missing)
+        plan.todo.append(WorkUnit(rec.source, rec.input, unit_members, sets, None, next_versions(unit, sets)))
+    sets = tuple(label_set_ids)
+    pmc = []
+    for f in to_parse:
+        if f.source == "pmc":
+            pmc.append(f)
+            continue
+        name = safe_name(f.input)
+        prev = parse.get((f.source, name))
+        version = prev.version + 1 if prev is not None else 1
+        if any(u.key == (f.source, name) for u in plan.todo):  # its entities-only unit is replaced by a full one
+            plan.todo = [u for u in plan.todo if u.key != (f.source, name)]
+        plan.todo.append(WorkUnit(f.source, name, (f,), sets, version, next_versions((f.source, name), sets)))
+    for chunk in _chunks(sorted(pmc, key=lambda f: (f.mtime or 0.0, f.input)), pmc_unit_size):
+        name = pmc_unit_name(chunk)
+        prev = parse.get(("pmc", name))
+        version = prev.version + 1 if prev is not None else 1
+        plan.todo.append(WorkUnit("pmc", name, tuple(chunk), sets, version, next_versions(("pmc", name), sets)))
+    plan.files_todo = len(files) - len(plan.done)
     return plan
+
+
+def _chunks(items: list, size: int) -> list[list]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def pmc_unit_name(members: list[InputFile]) -> str:
+    """``pmc-<newest mtime, UTC>-<10 hex of the members' identities>``: the same files make the
+    same unit; a unit planned later (with a file published later) sorts after the earlier ones."""
+    import hashlib
+    from datetime import datetime, timezone
+
+    newest = max((m.mtime or 0.0) for m in members)
+    stamp = datetime.fromtimestamp(newest, timezone.utc).strftime("%Y%m%dT%H%M%S")
+    h = hashlib.sha256("\n".join(f"{m.input}\t{m.size}\t{m.etag}\t{m.md5}" for m in sorted(members, key=lambda m: m.input)).encode())
+    return f"pmc-{stamp}-{h.hexdigest()[:10]}"
+
+
+def _recorded(m: dict[str, Any], source: str) -> InputFile:
+    return InputFile(url=m.get("url") or m["input"], source=source, input=m["input"], size=m.get("size"), etag=m.get("etag"),
+                     md5=m.get("md5"), mtime=m.get("mtime"))
 
 
 def _with_sets(f: InputFile, sets: tuple[str, ...]) -> InputFile:

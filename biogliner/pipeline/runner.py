@@ -26,6 +26,7 @@ from biogliner.pipeline.faults import Faults
 from biogliner.pipeline.parse import ParseParams, parse_datasource
 from biogliner.pipeline.plan import InputFile, make_plan
 from biogliner.pipeline.summary import RunSummary
+from biogliner.store import layout
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +37,12 @@ def annotate(
     """Run the job described by ``config``; returns its summary (also saved under ``_runs/``).
     ``identified``: the inputs as the caller already identified them (the nightly), in place of
     listing ``config.inputs`` again (:func:`biogliner.pipeline.plan.make_plan`)."""
-    from biogliner.store.manifest import Store
+    from biogliner.store.output import Output
 
     started = time.time()
     t0 = time.perf_counter()
     storage_options = bio.resolve_storage_options(config.output, config.storage_options)
-    store = Store(config.output, storage_options)
+    store = Output(config.output, storage_options)
     sources = resolve_label_sets(config.labels, config.threshold, config.storage_options)
     set_ids = [s.id for s in sources]
     model = DriverModel(config.model, revision=config.model_revision, cache_dir=config.cache_dir, storage_options=config.storage_options)
@@ -54,11 +55,12 @@ def annotate(
         fingerprint=model.fingerprint,
         reannotate=config.reannotate,
         identified=identified,
+        pmc_unit_size=config.pmc_unit_size,
     )
     summary = RunSummary.start(config, started)
     summary.files_total = plan.total
     summary.files_skipped = len(plan.done)
-    log.info("plan: %d input file(s), %d already committed, %d to do", plan.total, len(plan.done), len(plan.todo))
+    log.info("plan: %d input file(s), %d already committed; %d unit(s) to do", plan.total, len(plan.done), len(plan.todo))
     try:
         if plan.todo:
             t_banks = time.perf_counter()
@@ -78,7 +80,7 @@ def annotate(
         raise
     finally:
         summary.finish(time.perf_counter() - t0)
-        summary.url = store.put_json(f"_runs/{config.run_id}.json", summary.to_dict())
+        summary.url = store.put_json(layout.run_relpath(config.run_id), summary.to_dict())
     return summary
 
 
@@ -107,9 +109,9 @@ def _execute(config, store, plan, sources, summary: RunSummary, storage_options,
 
 
 def items_of(plan):
-    # inputs in a stable order: each input is its own partition, so order does not matter for
+    # units in a stable order: each unit is its own partition, so order does not matter for
     # correctness, but a stable order makes progress and partial runs predictable
-    return sorted(plan.todo, key=lambda i: (i.source, i.input))
+    return sorted(plan.todo, key=lambda u: (u.source, u.input))
 
 
 def _run_dataset(config, store, items, sources, summary, storage_options, bank_urls, fingerprint, bars) -> None:
@@ -121,7 +123,7 @@ def _run_dataset(config, store, items, sources, summary, storage_options, bank_u
 
     # storage options per URL family, endpoint resolved here: the workers must not depend on
     # AWS_ENDPOINT_URL reaching them
-    in_opts = {bio.protocol_of(i.url): bio.resolve_storage_options(i.url, config.storage_options) for i in items}
+    in_opts = {bio.protocol_of(m.url): bio.resolve_storage_options(m.url, config.storage_options) for i in items for m in i.members}
     model_opts = bio.resolve_storage_options(config.model, config.storage_options) if "://" in config.model else None
     banks = [BankInfo(s.id, fingerprint, tuple(spec.name for spec in s.label_set.labels), s.label_set.content_hash()) for s in sources]
     has_gpus = ray.cluster_resources().get("GPU", 0) > 0
@@ -162,6 +164,11 @@ def _run_dataset(config, store, items, sources, summary, storage_options, bank_u
             "fault": config.fault,
             "fault_dir": config.fault_dir,
             "threads": config.model_threads,
+            "output": config.output,
+            "output_storage_options": storage_options,
+            "run_id": config.run_id,
+            "bank_ids": [s.id for s in sources],
+            "unit_sets": {f"{u.source}/{u.input}": list(u.label_sets) for u in items},
         },
         compute=ActorPoolStrategy(size=config.num_model_workers),
         # rows are whole micro-batches (up to batch_size passages each): about rows_per_call
@@ -177,10 +184,11 @@ def _run_dataset(config, store, items, sources, summary, storage_options, bank_u
     log.info("scores depend on: %s", ", ".join(f"{k}={v}" for k, v in score_info.items()))
     committer = Committer(store, items, banks, config.run_id, Faults(config.fault, config.fault_dir), scoring=score_info)
     t_run = time.perf_counter()
+    n_files = sum(len(u.members) for u in items)
     stop, lock = threading.Event(), threading.Lock()
     if not bars and config.progress != "none":  # periodic lines, also while no output arrives yet
         threading.Thread(
-            target=_log_progress, args=(stop, lock, summary, len(items), t_run, config.log_every_s), daemon=True, name="progress"
+            target=_log_progress, args=(stop, lock, summary, n_files, t_run, config.log_every_s), daemon=True, name="progress"
         ).start()
     try:
         for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
@@ -190,10 +198,15 @@ def _run_dataset(config, store, items, sources, summary, storage_options, bank_u
     finally:
         stop.set()
     if config.progress != "none":
-        log.info(summary.progress_line(len(items), time.perf_counter() - t_run))
+        log.info(summary.progress_line(n_files, time.perf_counter() - t_run))
     if log.isEnabledFor(logging.DEBUG):
         log.debug("Ray Data stats:\n%s", ds.stats())
     summary.duplicates = committer.duplicates
+    summary.timings["driver_commit_s"] = round(committer.commit_s, 3)
+    if committer.rewritten:
+        log.info("%d model-stage message(s) rewritten after retries", committer.rewritten)
+    if committer.already:
+        log.info("%d unit(s) were already committed (an earlier run or a concurrent writer)", committer.already)
     missing = committer.incomplete()
     if missing:
         summary.incomplete = missing

@@ -35,7 +35,7 @@ PARSED = pa.schema([*KEY_FIELDS, pa.field("text", pa.large_string()), INFO_FIELD
 PASSAGE_KEY = pa.struct([f for f in KEY_FIELDS if f.name in ("position", "doc_id", "version", "passage_index")])
 BATCHED = pa.schema(
     [
-        *KEY_FIELDS,  # position .. passage_index are null on ``batch`` rows: see ``passages``
+        *KEY_FIELDS,  # on ``batch`` rows position is the micro-batch's sequence number in its unit, doc_id .. passage_index are null
         pa.field("passages", pa.list_(PASSAGE_KEY)),
         pa.field("n_chunks", pa.int32()),  # encoder inputs of the micro-batch (<= batch size unless one passage)
         pa.field("n_tokens", pa.int32()),  # subword tokens of the micro-batch, for logs and tests
@@ -55,6 +55,23 @@ ENTITY_STRUCT = pa.struct(
     ]
 )
 ANNOTATED = pa.schema([*KEY_FIELDS, pa.field("entities", pa.list_(ENTITY_STRUCT)), INFO_FIELD])
+
+WRITTEN_KIND = "written"
+# What the model stage sends to the driver: per unit and call, one ``written`` row naming the
+# entity files it wrote (``info``: {"files": {label set: DataFile}, "per_label": ..., "passages": n}),
+# the micro-batches they cover (``mbs``) and, for the rare rewrite after a retry, each
+# micro-batch's passage keys (``keys``: pickled {mb: [(doc_id, position, passage_index)]}); and
+# the unit's ``end`` row, passed through. No entity row travels to the driver.
+WRITTEN = pa.schema(
+    [
+        pa.field("kind", pa.string(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("input", pa.string(), nullable=False),
+        pa.field("mbs", pa.list_(pa.int32())),
+        pa.field("keys", pa.large_binary()),
+        INFO_FIELD,
+    ]
+)
 
 
 def require(batch: pa.Table, names: list[str], stage: str) -> None:

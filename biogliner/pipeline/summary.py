@@ -17,6 +17,7 @@ class RunSummary:
     files_skipped: int = 0  # already committed from the same bytes: nothing to do
     files_committed: int = 0
     files_failed: int = 0
+    units_committed: int = 0  # units (a PubMed file, a group of PMC files) committed by this run
     failed: list[dict[str, str | None]] = field(default_factory=list)
     incomplete: list[str] = field(default_factory=list)
     fatal: str | None = None  # the exception that stopped the run, if any
@@ -39,11 +40,16 @@ class RunSummary:
         return cls(run_id=config.run_id, started_at=ts, config=config.public_dict())
 
     def add_committed(self, done) -> None:
-        if done.status == "committed":
-            self.files_committed += 1
-        else:
-            self.files_failed += 1
-            self.failed.append({"input": f"{done.item.source}/{done.item.input}", "url": done.item.url, "error": done.error})
+        """Count a committed unit (:class:`biogliner.pipeline.commit.Committed`): its input files,
+        each committed or failed (a failed file's error is in the ``errors`` table)."""
+        members = done.members or [{"input": m.input, "url": m.url, "status": done.status, "error": done.error} for m in done.unit.members]
+        for m in members:
+            if m.get("status", "committed") == "committed":
+                self.files_committed += 1
+            else:
+                self.files_failed += 1
+                self.failed.append({"input": f"{done.unit.source}/{m['input']}", "unit": done.unit.input, "url": m.get("url"), "error": m.get("error")})
+        self.units_committed += 1
         c = done.counts
         self.documents += c.get("documents", 0)
         self.passages += c.get("passages", 0)
@@ -97,6 +103,7 @@ class RunSummary:
                 "failed": self.files_failed,
                 "incomplete": len(self.incomplete),
             },
+            "units_committed": self.units_committed,
             "failed": self.failed,
             "incomplete": self.incomplete,
             "fatal": self.fatal,

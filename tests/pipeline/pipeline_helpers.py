@@ -31,32 +31,49 @@ def upload_dir(local: Path, url: str) -> None:
 
 
 def read_tables(root: str, storage_options=None, *, drop=("run_id",)) -> dict:
-    """Every committed table under ``root`` as sorted Python rows (run ids dropped: they differ
-    between runs by design), plus the manifest entries without run-specific fields."""
-    import pyarrow.parquet as pq
+    """Every table under ``root`` as its readers see it (the rows of committed units: the commits
+    table's current parse runs and entity commits), as sorted Python rows (run ids dropped: they
+    differ between runs by design), plus the commits rows without run-specific fields."""
+    from deltalake import DeltaTable
 
     from biogliner.schema import TABLES
-    from biogliner.store.manifest import Store
+    from biogliner.store.delta import delta_storage_options
+    from biogliner.store.output import Output
 
-    store = Store(root, storage_options)
-    store.fs.invalidate_cache()  # s3fs instances are shared: drop listings cached before other runs wrote
-    entries = store.entries()
+    out_ = Output(root, storage_options)
+    state = out_.state()
+    runs = set(state.committed_runs())
+    ents = set(state.current_label_sets())
+    opts = delta_storage_options(root, storage_options) or None
     out = {}
     for table in TABLES:
         rows = []
-        for url in store.committed_files(table, entries):
-            fs_path = url if "://" not in url else url.split("://", 1)[1]
-            with store.fs.open(fs_path, "rb") as f:
-                t = pq.read_table(f)
-            assert t.schema.metadata[b"biogliner.schema_version"] == b"1"
-            part = url.split(f"/{table}/", 1)[1].rsplit("/", 1)[0]  # source=../input=..
-            for row in t.to_pylist():
-                for k in drop:
-                    row.pop(k, None)
-                rows.append((part, tuple(sorted(row.items(), key=lambda kv: kv[0]))))
+        try:
+            t = DeltaTable(f"{root.rstrip('/')}/{table}", storage_options=opts).to_pyarrow_table()
+        except Exception as exc:  # noqa: BLE001 (a table nobody wrote)
+            if "no log files" in str(exc).lower() or "not a delta table" in str(exc).lower() or "TableNotFound" in type(exc).__name__:
+                out[table] = []
+                continue
+            raise
+        for row in t.to_pylist():
+            if table == "entities":
+                if (row["source"], row["input"], row["label_set"], row["run_id"]) not in ents:
+                    continue
+            elif (row["source"], row["input"], row["run_id"]) not in runs:
+                continue
+            part = f"source={row.pop('source')}/input={row.pop('input')}"
+            for k in drop:
+                row.pop(k, None)
+            rows.append((part, tuple(sorted(row.items(), key=lambda kv: kv[0]))))
         out[table] = sorted(rows, key=repr)
-    out["manifest"] = sorted(
-        (e.source, e.input, e.status, e.size, e.md5, e.etag, tuple(sorted(e.label_sets)), repr(sorted((e.parse.counts or {}).items())))
-        for e in entries
+    out["commits"] = sorted(
+        (r.kind, r.source, r.input, r.status, r.label_set, r.version,
+         tuple(sorted((m["input"], m.get("size"), m.get("md5"), m.get("etag"), m.get("status")) for m in r.inputs)),
+         repr(sorted((k, v) for k, v in (r.counts or {}).items() if k not in ("timings",))))
+        for r in _current_records(state)
     )
     return out
+
+
+def _current_records(state):
+    return list(state.parse.values()) + [r for sets in state.label_sets.values() for r in sets.values()]
