@@ -4,7 +4,8 @@
 the whole history; at full scale (~470 M entities) that costs tens of seconds and more memory than
 one machine has. This module keeps the result instead: ``current_documents``,
 ``current_passages`` and ``current_entities`` are Delta tables holding exactly the rows the views
-``current_*`` would return, updated when a unit is applied. Nothing in the pipeline calls it yet.
+``current_*`` would return, updated when a unit is applied. :mod:`biogliner.store.refresh` applies
+the commits of the ``commits`` table (nothing in the pipeline calls either yet).
 
 Layout under ``root`` (the same root as :mod:`biogliner.store.delta`'s history tables)::
 
@@ -13,6 +14,7 @@ Layout under ``root`` (the same root as :mod:`biogliner.store.delta`'s history t
     <root>/current_state       one row per PubMed doc_id / PMC group: the winning event and its order key
     <root>/current_pmc_events  one row per PMC occurrence (kind 0) or PMC deletion (kind 1), keys only
     <root>/current_label_sets  one row per (source, input, label_set): its current commit (run_id, seq)
+    <root>/current_parses      one row per (source, input): the parse part applied (run_id, seq)
 
 Semantics (exactly :func:`biogliner.store.views._current_sql`)
 ----------------------------------------------------------------
@@ -52,6 +54,17 @@ batch (a PMC version that is current again after its successor's deletion, or an
 set whose current commit is not in the batch) are read from the history tables
 (``<history_root>/documents|passages|entities``, Delta; ``history=`` may replace that reader).
 
+A **re-published input** (a parse part for (source, input) with a higher ``parse_seq`` than the
+one in ``current_parses``, e.g. the commits table's version) REPLACES the applied one, as the views
+read only the current parse commit's run: the partition's rows leave the current tables, the
+PubMed doc_ids whose winning event was in it are recomputed from the batch and the other inputs'
+events (read from the history: the applied run of each input, ``current_parses``), the PMC groups
+it touched are recomputed without its old events. A parse part with a lower seq than the applied
+one is ignored (its label sets still count); the same seq with another run is refused. Parse
+parts without ``parse_seq`` count as seq 0 (applying one twice is a no-op). Rows read from the
+history for an input are those of its applied run only: a crashed run may have left rows of
+another run_id in the same partition, and a re-published input's older run stays in the history.
+
 One application (a batch of units) is:
 1. plan in DuckDB: the batch's best event per PubMed doc_id vs ``current_state``; the PMC winners
    of the touched groups vs ``current_state``; label-set commits vs ``current_label_sets``.
@@ -59,12 +72,15 @@ One application (a batch of units) is:
 2. per current table: one MERGE ... WHEN MATCHED DELETE keyed on (source, input, doc_id) of L and
    W (plus, for entities, one keyed on (source, input, label_set) of the changed label sets), then
    one append of W's rows (and of the changed label sets' rows of the input's current documents);
-3. the state tables LAST: ``current_pmc_events``, ``current_label_sets``, ``current_state``
-   (MERGE with the order-key condition).
+   (a replaced input: first a delete of its whole partition, metadata only);
+3. the state tables LAST: ``current_label_sets``, ``current_state`` (MERGE with the order-key
+   condition; a replaced input's keys unconditionally; keys left with no event deleted),
+   ``current_pmc_events`` (after the state: a rerun still sees a replaced input's old events),
+   and ``current_parses`` last of all (until it is written, a rerun replaces again).
 Applying the same unit twice changes nothing the second time (no event wins, no label-set commit
 is newer). A crash anywhere before the state tables leaves the state as before, and a rerun
 recomputes the same plan; its deletes cover the rows the crashed attempt appended, so it converges
-to the same tables (argued, not fault-tested here). One writer at a time: concurrent appliers
+to the same tables (fault-tested in tests/store/test_current.py and test_refresh.py). One writer at a time: concurrent appliers
 would conflict in delta-rs (``CommitFailedError``), which is raised.
 
 Costs (no deletion vectors, which need protocol 3/7: a row delete rewrites whole files)
@@ -94,7 +110,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -107,6 +123,7 @@ CURRENT_TABLES = ("current_documents", "current_passages", "current_entities")
 STATE_TABLE = "current_state"
 PMC_EVENTS_TABLE = "current_pmc_events"
 LABEL_SETS_TABLE = "current_label_sets"
+PARSES_TABLE = "current_parses"
 SOURCES = ("pubmed", "pmc")
 
 ORDER_COLUMNS = ("o_std", "o_year", "o_number", "o_name", "kind", "position")
@@ -145,7 +162,16 @@ LABEL_SETS_SCHEMA = pa.schema(
         pa.field("seq", pa.int64(), nullable=False),
     ]
 )
-_STATE_PARTITIONS = {STATE_TABLE: ["source"], PMC_EVENTS_TABLE: None, LABEL_SETS_TABLE: None}
+PARSES_SCHEMA = pa.schema(
+    [
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("input", pa.string(), nullable=False),
+        pa.field("run_id", pa.string(), nullable=False),  # the run whose rows of this partition are applied
+        pa.field("seq", pa.int64(), nullable=False),
+    ]
+)
+_STATE_PARTITIONS = {STATE_TABLE: ["source"], PMC_EVENTS_TABLE: None, LABEL_SETS_TABLE: None, PARSES_TABLE: None}
+STATE_TABLES = (STATE_TABLE, PMC_EVENTS_TABLE, LABEL_SETS_TABLE, PARSES_TABLE)
 
 
 class CurrentStateError(RuntimeError):
@@ -176,10 +202,16 @@ class CurrentUnit:
     deletions: pa.Table | None = None
     entities: pa.Table | None = None
     label_sets: tuple[LabelSetCommit, ...] = field(default=())
+    #: the parse part's commit: its run (default: the run_id of its rows) and its order (higher is
+    #: newer, e.g. the commits table's version; default 0). A parse part with a higher seq than the
+    #: one applied for (source, input) REPLACES it (a re-published input); a lower one is ignored.
+    parse_run_id: str | None = None
+    parse_seq: int | None = None
 
 
-#: history(table, source, input, filters) -> rows of the history table (file columns + source, input)
-History = Callable[[str, str, str, Mapping[str, object]], pa.Table]
+#: history(table, source, input, filters) -> rows of the history table (file columns + source, input);
+#: ``input=None``: every input of ``source``. A filter value that is a list/tuple/set means IN.
+History = Callable[[str, str, str | None, Mapping[str, object]], pa.Table]
 
 
 # --------------------------------------------------------------------------------------------- order key
@@ -219,7 +251,8 @@ class _Tables:
     def schema(self, name: str) -> pa.Schema:
         if name in CURRENT_TABLES:
             return table_schema(name[len("current_"):])
-        return {STATE_TABLE: STATE_SCHEMA, PMC_EVENTS_TABLE: PMC_EVENTS_SCHEMA, LABEL_SETS_TABLE: LABEL_SETS_SCHEMA}[name]
+        return {STATE_TABLE: STATE_SCHEMA, PMC_EVENTS_TABLE: PMC_EVENTS_SCHEMA, LABEL_SETS_TABLE: LABEL_SETS_SCHEMA,
+                PARSES_TABLE: PARSES_SCHEMA}[name]
 
     def partitions(self, name: str) -> list[str] | None:
         return ["source", "input"] if name in CURRENT_TABLES else _STATE_PARTITIONS[name]
@@ -261,6 +294,13 @@ class _Tables:
         write_deltalake(self.get(name), data, mode="append", partition_by=self.partitions(name),
                         writer_properties=_writer_properties())
 
+    def delete_partitions(self, name: str, parts: list[tuple[str, str]]) -> None:
+        """Delete every row of the (source, input) partitions ``parts`` (metadata only: whole files)."""
+        if not parts:
+            return
+        pred = " OR ".join(f"(source = {_sql_list([s])} AND input = {_sql_list([i])})" for s, i in parts)
+        self.get(name).delete(pred, writer_properties=_writer_properties())
+
     def merge_delete(self, name: str, keys: pa.Table) -> None:
         """Delete every row of ``name`` whose values of ``keys``' columns equal one row of ``keys``."""
         if keys.num_rows == 0:
@@ -294,14 +334,22 @@ def _history_reader(root: str, storage_options: Mapping | None) -> History:
     """Reads rows of the Delta history tables under ``root`` (documents/passages/entities)."""
     import pyarrow.dataset as ds
     from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
 
     opts = delta_storage_options(root, dict(storage_options or {})) or None
     cache: dict[str, object] = {}
 
-    def read(table: str, source: str, input_: str, filters: Mapping[str, object]) -> pa.Table:
+    def read(table: str, source: str, input_: str | None, filters: Mapping[str, object]) -> pa.Table:
         if table not in cache:
-            cache[table] = DeltaTable(f"{root.rstrip('/')}/{table}", storage_options=opts).to_pyarrow_dataset()
-        expr = (ds.field("source") == source) & (ds.field("input") == input_)
+            try:
+                cache[table] = DeltaTable(f"{root.rstrip('/')}/{table}", storage_options=opts).to_pyarrow_dataset()
+            except TableNotFoundError:  # e.g. no deletions committed yet
+                cache[table] = None
+        if cache[table] is None:
+            return table_schema(table).empty_table()
+        expr = ds.field("source") == source
+        if input_ is not None:
+            expr = expr & (ds.field("input") == input_)
         for k, v in filters.items():
             expr = expr & (ds.field(k).isin(list(v)) if isinstance(v, (list, tuple, set, frozenset)) else ds.field(k) == v)
         return cache[table].to_table(filter=expr)
@@ -373,6 +421,24 @@ def _check_units(units: list[CurrentUnit]) -> None:
                 raise CurrentStateError(f"{u.source}/{u.input}: entity rows of undeclared label-set commits {sorted(pairs - declared)}")
 
 
+def _parse_commit(u: CurrentUnit) -> tuple[str, int]:
+    """(run_id, seq) of a unit's parse part: as given, else the run_id of its rows and seq 0."""
+    run = u.parse_run_id
+    if run is None:
+        runs: set = set()
+        for t in (u.documents, u.passages, u.deletions):
+            if t is not None and t.num_rows and "run_id" in t.column_names:
+                runs |= set(pc.unique(t.column("run_id")).to_pylist())
+        if len(runs) > 1:
+            raise CurrentStateError(f"{u.source}/{u.input}: parse rows of several runs {sorted(runs)}; give parse_run_id")
+        run = runs.pop() if runs else ""
+    return run, int(u.parse_seq or 0)
+
+
+def _sql_list(values) -> str:
+    return ", ".join("'" + str(v).replace("'", "''") + "'" for v in values)
+
+
 def _with_partition(t: pa.Table | None, u: CurrentUnit, table: str) -> pa.Table:
     """The unit's rows of ``table`` with exactly the history schema's columns + source, input."""
     schema = table_schema(table)
@@ -400,6 +466,28 @@ def _apply(con, tables: _Tables, units: list[CurrentUnit], hist: History, t0: fl
         timings[name] = round(now - since[0], 4)
         since[0] = now
 
+    # -- parse parts: new, the one applied again, a replacement (higher seq), or stale (ignored) ------
+    applied_parses = {(r["source"], r["input"]): (r["run_id"], r["seq"]) for r in tables.dataset(PARSES_TABLE).to_table().to_pylist()}
+    parse_rows: dict[tuple[str, str], tuple[str, int]] = {}
+    replaced: list[tuple[str, str]] = []
+    kept = []
+    for u in units:
+        if u.documents is not None:
+            run, seq = _parse_commit(u)
+            old = applied_parses.get((u.source, u.input))
+            if old is not None and seq < old[1]:
+                log.info("%s/%s: parse part seq %d older than the applied %d: ignored", u.source, u.input, seq, old[1])
+                u = replace(u, documents=None, passages=None, deletions=None)
+            elif old is not None and seq == old[1] and run != old[0]:
+                raise CurrentStateError(f"{u.source}/{u.input}: parse part seq {seq} with run {run!r}, "
+                                        f"{old[0]!r} applied at the same seq")
+            else:
+                parse_rows[(u.source, u.input)] = (run, seq)
+                if old is not None and seq > old[1]:
+                    replaced.append((u.source, u.input))
+        kept.append(u)
+    units = kept
+
     # -- the batch's rows ------------------------------------------------------------------------
     docs = _concat([_with_partition(u.documents, u, "documents") for u in units if u.documents is not None], "documents")
     pas = _concat([_with_partition(u.passages, u, "passages") for u in units if u.documents is not None], "passages")
@@ -424,7 +512,31 @@ def _apply(con, tables: _Tables, units: list[CurrentUnit], hist: History, t0: fl
             "seq": pa.array([v[1] for v in ls_rows.values()], pa.int64()),
         }
     )
-    inputs = sorted({u.input for u in units if u.source == "pubmed"})
+    rep_pubmed = sorted(i for s, i in replaced if s == "pubmed")
+    rep_pmc = sorted(i for s, i in replaced if s == "pmc")
+    con.register("state", tables.dataset(STATE_TABLE))
+    # a replaced PubMed input: the doc_ids whose winning event was in it are recomputed from the
+    # applied parse parts of the other inputs (read from the history) and the batch
+    alt_ev = pa.table({"doc_id": pa.array([], pa.string()), "input": pa.array([], pa.string()),
+                       "position": pa.array([], pa.int64()), "kind": pa.array([], pa.int32())})
+    retract: list[str] = []
+    if rep_pubmed:
+        con.register("b_rep_pubmed", pa.table({"input": pa.array(rep_pubmed, pa.string())}))
+        retract = [r[0] for r in con.execute(  # a semi-join: an IN list pushed into the dataset fails (string_view)
+            "SELECT key FROM state WHERE source = 'pubmed' AND input IN (SELECT input FROM b_rep_pubmed)").fetchall()]
+    if retract:
+        skip = set(rep_pubmed) | {i for s, i in parse_rows if s == "pubmed"}
+        parts = []
+        for kind, table in ((0, "documents"), (1, "deletions")):
+            t = hist(table, "pubmed", None, {"doc_id": retract})
+            keep = [applied_parses.get(("pubmed", i), (None,))[0] == r and i not in skip
+                    for i, r in zip(t.column("input").to_pylist(), t.column("run_id").to_pylist())]
+            t = t.filter(pa.array(keep, pa.bool_())) if t.num_rows else t
+            parts.append(pa.table({"doc_id": t.column("doc_id").cast(pa.string()), "input": t.column("input").cast(pa.string()),
+                                   "position": t.column("position").cast(pa.int64()),
+                                   "kind": pa.array([kind] * t.num_rows, pa.int32())}))
+        alt_ev = pa.concat_tables(parts)
+    inputs = sorted({u.input for u in units if u.source == "pubmed"} | set(alt_ev.column("input").to_pylist()))
     okeys = [order_key(i) for i in inputs]
     order = pa.table(
         {
@@ -435,10 +547,12 @@ def _apply(con, tables: _Tables, units: list[CurrentUnit], hist: History, t0: fl
             "o_name": pa.array([k[3] for k in okeys], pa.string()),
         }
     )
+    b_rep = pa.table({"source": pa.array([s for s, _ in replaced], pa.string()),
+                      "input": pa.array([i for _, i in replaced], pa.string())})
+    retract_t = pa.table({"key": pa.array(retract, pa.string())})
     for name, t in (("b_docs", docs), ("b_pas", pas), ("b_dels", dels), ("b_ents", ents), ("b_parsed", parsed),
-                    ("b_ls", batch_ls), ("b_order", order)):
+                    ("b_ls", batch_ls), ("b_order", order), ("b_rep", b_rep), ("alt_ev", alt_ev), ("pm_retract", retract_t)):
         con.register(name, t)
-    con.register("state", tables.dataset(STATE_TABLE))
     con.register("pmc_events", tables.dataset(PMC_EVENTS_TABLE))
     con.register("ls_state", tables.dataset(LABEL_SETS_TABLE))
     state_cols = ", ".join(STATE_SCHEMA.names)
@@ -450,6 +564,8 @@ def _apply(con, tables: _Tables, units: list[CurrentUnit], hist: History, t0: fl
           SELECT doc_id, input, position, 0 AS kind FROM b_docs WHERE source = 'pubmed'
           UNION ALL
           SELECT doc_id, input, position, 1 AS kind FROM b_dels WHERE source = 'pubmed'
+          UNION ALL
+          SELECT doc_id, input, position, kind FROM alt_ev
         ), ranked AS (
           SELECT e.doc_id, e.input, e.position, e.kind, o.o_std, o.o_year, o.o_number, o.o_name,
             ROW_NUMBER() OVER (PARTITION BY e.doc_id ORDER BY o.o_std DESC, o.o_year DESC, o.o_number DESC,
@@ -459,11 +575,19 @@ def _apply(con, tables: _Tables, units: list[CurrentUnit], hist: History, t0: fl
         SELECT doc_id AS key, doc_id, input, position, CAST(kind AS INTEGER) AS kind, o_std, o_year, o_number, o_name,
                CAST(NULL AS INTEGER) AS version, 'pubmed' AS source
         FROM ranked WHERE rn = 1""")
-    _old_state(con, "pm_old", "pubmed", "pm_best", state_cols)
+    con.execute("CREATE TEMP TABLE pm_cand AS SELECT key FROM pm_best UNION SELECT key FROM pm_retract")
+    _old_state(con, "pm_old", "pubmed", "pm_cand", state_cols)
+    # a key whose winner was in a replaced input takes its recomputed winner, whatever its order
     con.execute(f"""
         CREATE TEMP TABLE pm_new AS
         SELECT b.* FROM pm_best b LEFT JOIN pm_old o ON o.key = b.key
-        WHERE o.key IS NULL OR {_gt('b', 'o')}""")
+        WHERE o.key IS NULL OR {_gt('b', 'o')}
+           OR o.input IN (SELECT input FROM b_rep WHERE source = 'pubmed')""")
+    # ... or none: no event of it is left (kind 2 marks a state row to delete)
+    con.execute(f"""
+        CREATE TEMP TABLE pm_gone AS
+        SELECT key, doc_id, input, position, CAST(2 AS INTEGER) AS kind, o_std, o_year, o_number, o_name, version, source
+        FROM pm_old WHERE key IN (SELECT key FROM pm_retract) AND key NOT IN (SELECT key FROM pm_best)""")
 
     # -- PMC: recompute the touched groups ---------------------------------------------------------
     con.execute("""
@@ -471,18 +595,28 @@ def _apply(con, tables: _Tables, units: list[CurrentUnit], hist: History, t0: fl
         SELECT DISTINCT doc_id, COALESCE(pmcid, doc_id) AS grp, input, position, version, 0 AS kind FROM b_docs WHERE source = 'pmc'
         UNION
         SELECT DISTINCT doc_id, NULL AS grp, input, position, CAST(NULL AS INTEGER) AS version, 1 AS kind FROM b_dels WHERE source = 'pmc'""")
-    has_pmc = con.execute("SELECT count(*) FROM pmc_new_events").fetchone()[0] > 0
+    has_pmc = bool(rep_pmc) or con.execute("SELECT count(*) FROM pmc_new_events").fetchone()[0] > 0
     if has_pmc:
-        con.execute("""
+        # a replaced input's stored events are dropped: its new part's events take their place
+        rep_in = "(SELECT input FROM b_rep WHERE source = 'pmc')"
+        con.execute(f"""
             CREATE TEMP TABLE pmc_all AS
-            SELECT doc_id, grp, input, position, version, kind FROM pmc_events
+            SELECT doc_id, grp, input, position, version, kind FROM pmc_events WHERE input NOT IN {rep_in}
             UNION
             SELECT doc_id, grp, input, position, version, kind FROM pmc_new_events""")
-        con.execute("""
+        # touched groups: of the new events, and of the replaced inputs' old events and winners
+        con.execute(f"""
             CREATE TEMP TABLE pmc_groups AS
             SELECT DISTINCT grp FROM pmc_new_events WHERE kind = 0
             UNION
-            SELECT DISTINCT a.grp FROM pmc_all a JOIN pmc_new_events d ON d.kind = 1 AND a.kind = 0 AND a.doc_id = d.doc_id""")
+            SELECT DISTINCT a.grp FROM pmc_all a JOIN pmc_new_events d ON d.kind = 1 AND a.kind = 0 AND a.doc_id = d.doc_id
+            UNION
+            SELECT key AS grp FROM state WHERE source = 'pmc' AND input IN {rep_in}
+            UNION
+            SELECT DISTINCT grp FROM pmc_events WHERE kind = 0 AND input IN {rep_in}
+            UNION
+            SELECT DISTINCT a.grp FROM pmc_all a JOIN pmc_events d
+              ON d.kind = 1 AND d.input IN {rep_in} AND a.kind = 0 AND a.doc_id = d.doc_id""")
         con.execute(f"""
             CREATE TEMP TABLE pmc_target AS
             WITH ranked AS (
@@ -503,17 +637,20 @@ def _apply(con, tables: _Tables, units: list[CurrentUnit], hist: History, t0: fl
             SELECT n.* FROM pmc_target n LEFT JOIN pmc_old o ON o.key = n.key
             WHERE (o.key IS NULL AND n.kind = 0)
                OR (o.key IS NOT NULL AND (n.kind IS DISTINCT FROM o.kind OR n.doc_id IS DISTINCT FROM o.doc_id
-                   OR n.input IS DISTINCT FROM o.input OR n.position IS DISTINCT FROM o.position))""")
+                   OR n.input IS DISTINCT FROM o.input OR n.position IS DISTINCT FROM o.position
+                   OR o.input IN {rep_in}))""")
     else:
         for t in ("pmc_old", "pmc_new"):
             con.execute(f"CREATE TEMP TABLE {t} AS SELECT {state_cols} FROM pm_old WHERE 1 = 0")
 
     # L: occurrences leaving current; W: entering (keys source, doc_id, input, position)
     con.execute("""
-        CREATE TEMP TABLE changed AS SELECT source, key FROM pm_new UNION ALL SELECT source, key FROM pmc_new""")
+        CREATE TEMP TABLE changed AS
+        SELECT source, key FROM pm_new UNION ALL SELECT source, key FROM pm_gone UNION ALL SELECT source, key FROM pmc_new""")
     con.execute("""
         CREATE TEMP TABLE leaving AS
-        SELECT source, doc_id, input, position FROM pm_old WHERE kind = 0 AND key IN (SELECT key FROM pm_new)
+        SELECT source, doc_id, input, position FROM pm_old
+        WHERE kind = 0 AND (key IN (SELECT key FROM pm_new) OR key IN (SELECT key FROM pm_gone))
         UNION ALL
         SELECT source, doc_id, input, position FROM pmc_old WHERE kind = 0 AND key IN (SELECT key FROM pmc_new)""")
     con.execute("""
@@ -574,6 +711,8 @@ def _apply(con, tables: _Tables, units: list[CurrentUnit], hist: History, t0: fl
             groups.setdefault((r["source"], r["input"], *(r[k] for k in extra_keys)), set()).add(r["doc_id"])
         for (src, inp, *extra), ids in groups.items():
             filters = {"doc_id": sorted(ids), **dict(zip(extra_keys, extra))}
+            if "run_id" not in filters and (src, inp) in applied_parses:  # the applied run's rows only
+                filters["run_id"] = applied_parses[(src, inp)][0]
             t = hist(table, src, inp, filters)
             out.append(_conform(t, table_schema(table)))
         return pa.concat_tables(out)
@@ -617,23 +756,19 @@ def _apply(con, tables: _Tables, units: list[CurrentUnit], hist: History, t0: fl
         SELECT DISTINCT source, input, doc_id FROM (SELECT source, input, doc_id FROM leaving
                                                     UNION ALL SELECT source, input, doc_id FROM entering)""")
     del_ls = rows("SELECT DISTINCT source, input, label_set FROM ls_changed")
-    new_state = rows(f"SELECT {state_cols} FROM pm_best UNION ALL SELECT {state_cols} FROM pmc_new")
+    new_state = rows(f"SELECT {state_cols} FROM pm_best UNION ALL SELECT {state_cols} FROM pm_gone "
+                     f"UNION ALL SELECT {state_cols} FROM pmc_new")
     new_events = rows("SELECT doc_id, grp, input, position, version, kind FROM pmc_new_events")
     lap("rows_s")
 
     # -- writes: current tables first, state last ------------------------------------------------------
     for name, data in (("current_documents", new_docs), ("current_passages", new_pas), ("current_entities", new_ents)):
+        tables.delete_partitions(name, replaced)  # a replaced input's rows: its current ones are in `data`
         tables.merge_delete(name, del_occ)
         if name == "current_entities":
             tables.merge_delete(name, del_ls)
         tables.append(name, data)
         lap(f"write_{name}_s")
-    if new_events.num_rows:
-        dt = tables.get(PMC_EVENTS_TABLE)
-        on = " AND ".join(f"t.{c} = s.{c}" for c in ("doc_id", "input", "position", "kind"))
-        dt.merge(_conform(new_events, PMC_EVENTS_SCHEMA), on, source_alias="s", target_alias="t",
-                 writer_properties=_writer_properties()) \
-            .when_not_matched_insert_all().execute()
     if batch_ls.num_rows:
         dt = tables.get(LABEL_SETS_TABLE)
         dt.merge(_conform(batch_ls, LABEL_SETS_SCHEMA), "t.source = s.source AND t.input = s.input AND t.label_set = s.label_set",
@@ -641,17 +776,44 @@ def _apply(con, tables: _Tables, units: list[CurrentUnit], hist: History, t0: fl
             .when_matched_update_all(predicate="s.seq > t.seq").when_not_matched_insert_all().execute()
     if new_state.num_rows:
         dt = tables.get(STATE_TABLE)
-        pubmed_newer = _gt("s", "t")
+        update = f"s.source = 'pmc' OR {_gt('s', 't')}"
+        if rep_pubmed:  # the winner was in a replaced input: the recomputed one, whatever its order
+            update += f" OR t.input IN ({_sql_list(rep_pubmed)})"
         dt.merge(_conform(new_state, STATE_SCHEMA), "t.source = s.source AND t.key = s.key", source_alias="s",
                  target_alias="t", writer_properties=_writer_properties()) \
-            .when_matched_update_all(predicate=f"s.source = 'pmc' OR {pubmed_newer}") \
-            .when_not_matched_insert_all(predicate="s.source = 'pubmed' OR s.kind = 0").execute()
+            .when_matched_delete(predicate="s.kind = 2") \
+            .when_matched_update_all(predicate=update) \
+            .when_not_matched_insert_all(predicate="(s.source = 'pubmed' AND s.kind < 2) OR s.kind = 0").execute()
+    # PMC events after the state: a rerun after a crash before this point still sees a replaced
+    # input's old events (the groups they touched); the state already holds what they decided
+    if new_events.num_rows or rep_pmc:
+        dt = tables.get(PMC_EVENTS_TABLE)
+        if new_events.num_rows:
+            on = " AND ".join(f"t.{c} = s.{c}" for c in ("doc_id", "input", "position", "kind"))
+            m = dt.merge(_conform(new_events, PMC_EVENTS_SCHEMA), on, source_alias="s", target_alias="t",
+                         writer_properties=_writer_properties()).when_not_matched_insert_all()
+            if rep_pmc:
+                m = m.when_not_matched_by_source_delete(predicate=f"t.input IN ({_sql_list(rep_pmc)})")
+            m.execute()
+        else:
+            dt.delete(f"input IN ({_sql_list(rep_pmc)})", writer_properties=_writer_properties())
+    # the applied parse parts LAST: until then a rerun replaces (and reads the history) as this one did
+    if parse_rows:
+        dt = tables.get(PARSES_TABLE)
+        t = pa.table({"source": pa.array([k[0] for k in parse_rows], pa.string()),
+                      "input": pa.array([k[1] for k in parse_rows], pa.string()),
+                      "run_id": pa.array([v[0] for v in parse_rows.values()], pa.string()),
+                      "seq": pa.array([v[1] for v in parse_rows.values()], pa.int64())})
+        dt.merge(_conform(t, PARSES_SCHEMA), "t.source = s.source AND t.input = s.input", source_alias="s",
+                 target_alias="t", writer_properties=_writer_properties()) \
+            .when_matched_update_all(predicate="s.seq > t.seq").when_not_matched_insert_all().execute()
     lap("write_state_s")
     result = {
         "units": len(units),
         "entering": con.execute("SELECT count(*) FROM entering").fetchone()[0],
         "leaving": con.execute("SELECT count(*) FROM leaving").fetchone()[0],
         "label_sets_changed": del_ls.num_rows,
+        "replaced": [f"{s}/{i}" for s, i in replaced],
         "rows_appended": {"current_documents": new_docs.num_rows, "current_passages": new_pas.num_rows,
                           "current_entities": new_ents.num_rows},
         "timings": {**timings, "total_s": round(time.perf_counter() - t0, 4)},
@@ -680,7 +842,7 @@ def protocols(root: str, storage_options: Mapping | None = None) -> dict[str, tu
 
     opts = delta_storage_options(root, dict(storage_options or {})) or None
     out = {}
-    for name in (*CURRENT_TABLES, STATE_TABLE, PMC_EVENTS_TABLE, LABEL_SETS_TABLE):
+    for name in (*CURRENT_TABLES, *STATE_TABLES):
         try:
             p = DeltaTable(f"{root.rstrip('/')}/{name}", storage_options=opts).protocol()
         except TableNotFoundError:
