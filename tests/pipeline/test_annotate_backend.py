@@ -92,20 +92,26 @@ def test_annotate_actor_loads_the_backend(tiny_checkpoint, tmp_path):
     ckpt = shutil.copytree(tiny_checkpoint, tmp_path / "tiny-bi")
     bank_url = str(tmp_path / "bank.safetensors")
     BiEncoder.load(str(ckpt), device="cpu").embed_labels(load_label_set("biomed")).save(bank_url)
-    assert not isinstance(Annotate(str(ckpt), [bank_url]).model.net.text.model, OnnxBackbone)
-    actor = Annotate(str(ckpt), [bank_url], backend="onnx")
+    # the actor writes entity files under the output root (none here: no batch is fed)
+    where = {"output": str(tmp_path / "out"), "output_storage_options": None, "run_id": "r", "bank_ids": ["biomed@1"],
+             "unit_sets": {}}
+    assert not isinstance(Annotate(str(ckpt), [bank_url], **where).model.net.text.model, OnnxBackbone)
+    actor = Annotate(str(ckpt), [bank_url], backend="onnx", **where)
     assert isinstance(actor.model.net.text.model, OnnxBackbone) and actor.backend == "onnx"
 
 
 def _entities(root: str) -> dict[tuple, float]:
+    """The committed entities (the files the entities table's Delta log names, of current commits)."""
     import pyarrow.parquet as pq
 
-    from biogliner.store.manifest import Store
+    from biogliner.store.output import Output
 
-    store = Store(root)
+    output = Output(root)
+    runs = {run for _, _, _, run in output.state().current_label_sets()}
     out = {}
-    for url in store.committed_files("entities", store.entries()):
-        for r in pq.read_table(url.split("://", 1)[-1]).to_pylist():
+    for path in output.files("entities"):
+        for r in pq.read_table(path).to_pylist():
+            assert r["run_id"] in runs, path
             out[(r["doc_id"], r["passage_index"], r["start"], r["end"], r["label"])] = r["score"]
     return out
 
@@ -118,7 +124,7 @@ def test_annotate_backend_onnx_reaches_the_actors_and_is_recorded(ray_session, t
     pytest.importorskip("onnxruntime")
     from biogliner.cli import main
     from biogliner.sources import sample_corpus_path
-    from biogliner.store.manifest import Store
+    from biogliner.store.output import Output
 
     ckpt = shutil.copytree(tiny_checkpoint, tmp_path / "tiny-bi")
     shard = str(sample_corpus_path() / "pubmed" / "pubmed26n0001.xml.gz")
@@ -128,8 +134,9 @@ def test_annotate_backend_onnx_reaches_the_actors_and_is_recorded(ray_session, t
         rc = main(["annotate", "--input", shard, "--output", out, "--model", str(ckpt), "--threshold", str(TINY_THRESHOLD),
                    "--batch-size", "4", "--model-threads", "1", "--progress", "none", "--backend", backend])
         assert rc == 0, capsys.readouterr().err[-3000:]
-        (entry,) = Store(out).entries()
-        (commits[backend],) = entry.label_sets.values()
+        label_sets = Output(out).state().label_sets
+        assert list(label_sets) == [("pubmed", "pubmed26n0001")], label_sets
+        (commits[backend],) = label_sets[("pubmed", "pubmed26n0001")].values()
         ents[backend] = _entities(out)
     assert list((Path(ckpt) / "biogliner-onnx").glob("text-encoder-*-v*.onnx")), "the driver did not export the encoder"
     assert commits["torch"].scoring["backend"] == "torch" and commits["onnx"].scoring["backend"] == "onnx"

@@ -8,6 +8,7 @@ restarts: tests/pipeline/test_pipeline_e2e.py, which compares with exact equalit
 
 from __future__ import annotations
 
+import json
 import random
 
 import numpy as np
@@ -18,7 +19,7 @@ from pipeline_helpers import TINY_THRESHOLD
 from biogliner.pipeline import stream
 from biogliner.pipeline.batching import GROUPING, WINDOW_BATCHES, group_window, micro_batches
 from biogliner.pipeline.parse import ParseParams, parse_input
-from biogliner.pipeline.plan import identify
+from biogliner.pipeline.plan import WorkUnit, identify
 from biogliner.testing.synthetic import make_pubmed_shard
 
 # -- the grouping rule ------------------------------------------------------------------------
@@ -68,6 +69,12 @@ def _params(out, block_rows):
     return ParseParams(output=str(out), storage_options={}, run_id="r", block_rows=block_rows)
 
 
+def _unit(path) -> WorkUnit:
+    """The one-file unit the plan makes of a PubMed shard."""
+    f = identify(str(path))
+    return WorkUnit(f.source, f.input, (f,), ("biomed",))
+
+
 def _rows(table: pa.Table) -> list[dict]:
     return table.to_pylist()
 
@@ -83,7 +90,7 @@ def test_micro_batches_do_not_depend_on_parse_blocks(shard, tiny_checkpoint, tmp
     from biogliner.pipeline.tokenize import Tokenize
 
     encode = Tokenize(str(tiny_checkpoint)).encode
-    item = identify(str(shard))
+    item = _unit(shard)
     batch_size = 3
     outs = {}
     for block_rows in (1, 7, 10_000):
@@ -123,7 +130,7 @@ def test_batch_composition_changes_scores_which_is_why_it_is_fixed(tiny_checkpoi
     from biogliner.pipeline.banks import _override_threshold
     from biogliner.pipeline.tokenize import Tokenize
 
-    texts = [r["text"] for r in _rows(pa.concat_tables(parse_input(identify(str(shard)), _params(tmp_path, 1000)))) if r["kind"] == stream.PASSAGE]
+    texts = [r["text"] for r in _rows(pa.concat_tables(parse_input(_unit(shard), _params(tmp_path, 1000)))) if r["kind"] == stream.PASSAGE]
     encoded = Tokenize(str(tiny_checkpoint)).encode(texts[:48])
     model = BiEncoder.load(str(tiny_checkpoint), device="cpu")
     bank = model.embed_labels(_override_threshold(load_label_set("biomed"), TINY_THRESHOLD))
@@ -139,18 +146,29 @@ def test_batch_composition_changes_scores_which_is_why_it_is_fixed(tiny_checkpoi
 
 
 def _entities_tables(out: str) -> dict[str, pa.Table]:
-    """Each committed entities file's rows (run id aside: it differs by design), by partition."""
+    """Each committed entities file's rows (run id aside: it differs by design), by partition:
+    the files the entities table's Delta log names, of the units the commits table holds."""
     import pyarrow.parquet as pq
 
-    from biogliner.store.manifest import Store
+    from biogliner.store.output import Output
 
-    store = Store(out)
-    tables = {}
-    for url in store.committed_files("entities", store.entries()):
-        part = url.split("/entities/", 1)[1].rsplit("/", 1)[0]
-        with store.fs.open(url.split("://", 1)[-1], "rb") as f:
-            tables[part] = pq.read_table(f).drop_columns(["run_id"])
-    return tables
+    output = Output(out)
+    current = {(s, i, ls, run) for s, i, ls, run in output.state().current_label_sets()}
+    tables: dict[str, list[pa.Table]] = {}
+    for path in output.files("entities"):
+        part = path.split("/entities/", 1)[1].rsplit("/", 1)[0]
+        t = pq.read_table(path)
+        runs = set(t.column("run_id").to_pylist())
+        source, input_ = (kv.split("=", 1)[1] for kv in part.split("/"))
+        assert all((source, input_, ls, run) in current for ls in set(t.column("label_set").to_pylist()) for run in runs), path
+        tables.setdefault(part, []).append(t.drop_columns(["run_id"]))
+    # one partition may hold several files (one per model-actor flush): their rows in a fixed order
+    return {part: _sorted(pa.concat_tables(ts)) for part, ts in tables.items()}
+
+
+def _sorted(t: pa.Table) -> pa.Table:
+    keys = [k for k in ("doc_id", "passage_index", "start", "end", "label") if k in t.column_names]
+    return t.sort_by([(k, "ascending") for k in keys])
 
 
 @pytest.mark.slow
@@ -158,7 +176,7 @@ def test_actors_rows_per_call_and_block_sizes_do_not_change_a_byte(ray_session, 
     from biogliner.pipeline.config import AnnotateConfig
     from biogliner.pipeline.runner import annotate
     from biogliner.sources import sample_corpus_path
-    from biogliner.store.manifest import Store
+    from biogliner.store.output import Output
 
     inputs = (str(sample_corpus_path()), str(shard))
     common = {"inputs": inputs, "model": str(tiny_checkpoint), "labels": ("biomed",), "threshold": TINY_THRESHOLD,
@@ -174,9 +192,11 @@ def test_actors_rows_per_call_and_block_sizes_do_not_change_a_byte(ray_session, 
         summary = annotate(AnnotateConfig(output=out, **common, **kw))
         assert summary.ok and summary.files_committed == summary.files_total == 5
         tables[name] = _entities_tables(out)
-        entry = Store(out).entries()[0]
-        scoring = next(iter(entry.label_sets.values())).scoring
-        assert scoring == {"batch_size": 4, "precision": "fp32", "device": "cpu", "backend": "torch", "threads": 1, "grouping": GROUPING}
+        label_sets = Output(out).state().label_sets
+        # 5 files, 4 units: the two sample PMC articles make one unit
+        assert len(label_sets) == 4 and all(set(sets) == {f"biomed@1-t{TINY_THRESHOLD:g}"} for sets in label_sets.values()), label_sets
+        (scoring,) = {json.dumps(r.scoring, sort_keys=True) for sets in label_sets.values() for r in sets.values()}
+        assert json.loads(scoring) == {"batch_size": 4, "precision": "fp32", "device": "cpu", "backend": "torch", "threads": 1, "grouping": GROUPING}
     clean, other = tables["clean"], tables["other"]
     assert sorted(clean) == sorted(other) and sum(t.num_rows for t in clean.values()) > 20
     for part in clean:
