@@ -96,10 +96,13 @@ def test_clean_run_matches_the_readers(clean, inputs):
     assert len(t["documents"]) == s.documents == docs
     assert len(t["passages"]) == s.passages == passages
     assert len(t["deletions"]) == s.deletions == deletions == 2
-    assert len(t["manifest"]) == 6 and {m[2] for m in t["manifest"]} == {"committed"}
-    # one partition per input file
+    # 5 units (4 PubMed files, the 2 PMC files in one unit): a parse commit and a label-set commit each
+    parse = [c for c in t["commits"] if c[0] == "parse"]
+    assert len(parse) == 5 and len(t["commits"]) == 10 and {c[3] for c in t["commits"]} == {"committed"}
+    assert sum(len(c[6]) for c in parse) == 6
+    # one partition per unit
     parts = {p for p, _ in t["documents"]}
-    assert parts == {f"source={m[0]}/input={m[1]}" for m in t["manifest"]}
+    assert parts == {f"source={c[1]}/input={c[2]}" for c in parse}
     # no duplicate document or passage
     doc_keys = [(p, dict(r)["doc_id"]) for p, r in t["documents"]]
     assert len(doc_keys) == len(set(doc_keys))
@@ -125,19 +128,37 @@ def test_entity_offsets_slice_the_passage_text(clean):
     assert len({e["model"] for _, e in ents}) == 1
 
 
-def test_rerun_is_a_noop(clean, inputs, tiny_checkpoint):
-    from biogliner.store.manifest import Store
+def _objects(url):
+    from biogliner import io as bio
 
-    store = Store(clean["out"], CREDS)
-    before = {p: store.fs.info(p)["ETag"] for p in store.fs.find(store.root) if "/_runs/" not in p}
+    fs, root = bio.filesystem(url, CREDS)
+    fs.invalidate_cache()
+    return {p: fs.info(p)["ETag"] for p in fs.find(root) if "/_runs/" not in p}
+
+
+def orphans(url) -> list[str]:
+    """Data files under the table folders that no Delta log names (a killed run's, a retried task's)."""
+    from biogliner import io as bio
+    from biogliner.schema import TABLES
+    from biogliner.store.output import Output
+
+    out = Output(url, CREDS)
+    fs, root = bio.filesystem(url, CREDS)
+    fs.invalidate_cache()
+    live = {u.split("://", 1)[-1] for t in TABLES for u in out.files(t)}
+    found = [p for t in TABLES for p in (fs.find(f"{root}/{t}") if fs.exists(f"{root}/{t}") else []) if p.endswith(".parquet") and "/_delta_log/" not in p]
+    return sorted(p for p in found if p not in live)
+
+
+def test_rerun_is_a_noop(clean, inputs, tiny_checkpoint):
+    before = _objects(clean["out"])
 
     def no_ray():
         raise AssertionError("a finished job must not need Ray, nor the model")
 
     summary = annotate(_config(inputs, clean["out"], tiny_checkpoint), ensure_ray=no_ray)
     assert summary.ok and summary.files_skipped == 6 and summary.files_committed == 0 and summary.status == "nothing_to_do"
-    after = {p: store.fs.info(p)["ETag"] for p in store.fs.find(store.root) if "/_runs/" not in p}
-    assert after == before
+    assert _objects(clean["out"]) == before
     assert read_tables(clean["out"], CREDS) == clean["tables"]
 
 
@@ -159,39 +180,39 @@ def test_killed_twice_then_completed_despite_a_dead_actor_equals_a_clean_run(cle
     the completing run loses a model actor (it dies at its 2nd call) and a parse worker (it dies
     after writing its tables): Ray restarts/retries them, and the tables equal the clean run's.
     (One completing run serves both scenarios: each run costs a model load in a fresh actor.)"""
-    from biogliner.store.manifest import Store
+    from biogliner.store.output import Output
 
     out = f"{bucket}/killed"
     args = _cli_args(inputs, out, tiny_checkpoint)
     # connect the subprocess drivers to the session's Ray (saves a Ray start per run)
     env = {"RAY_ADDRESS": ray_session.get_runtime_context().gcs_address}
-    store = Store(out, CREDS)
-    store.fs.invalidate_cache()
+
+    def committed():
+        return len(Output(out, CREDS).state().parse)
 
     first = _cli(args + ["--fault", "driver.after_commit=2"], env_extra=env)
     assert first.returncode == 137, first.stderr[-3000:]
-    store.fs.invalidate_cache()
-    assert len(store.entries()) == 2
+    n1 = committed()
+    assert 2 <= n1 < 5  # two commits (of one or more completed units each), then killed
 
-    second = _cli(args + ["--fault", "driver.before_commit=2"], env_extra=env)  # dies mid-write
+    second = _cli(args + ["--fault", "driver.before_commit=1"], env_extra=env)  # dies with complete units unwritten to the log
     assert second.returncode == 137, second.stderr[-3000:]
-    store.fs.invalidate_cache()
-    assert len(store.entries()) == 3
-    assert store.garbage(), "the killed run left entity files that no manifest names"
+    assert committed() == n1
+    assert orphans(out), "the killed run left data files that no Delta log names"
 
+    files_before = sum(len(r.inputs) for r in Output(out, CREDS).state().parse.values())
     faults = {**env, "BIOGLINER_FAULT": "ner.call=2,parse.after_write=1", "BIOGLINER_FAULT_DIR": str(tmp_path)}
     third = _cli(args, env_extra=faults)
     assert third.returncode == 0, third.stderr[-3000:]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ner.call.actor.fired", "parse.after_write.task.fired"]
-    assert "3 committed, 3 already done" in third.stdout
+    assert f"{6 - files_before} committed, {files_before} already done" in third.stdout
     assert read_tables(out, CREDS) == clean["tables"]
 
 
 def test_corrupt_shard_is_recorded_and_the_others_commit(inputs, bucket, tiny_checkpoint, ray_session, tmp_path):
-    from biogliner.cli import main
-    from biogliner.store.manifest import Store
-
     from biogliner import io as bio
+    from biogliner.cli import main
+    from biogliner.store.output import Output
 
     fs, path = bio.filesystem(f"{bucket}/corrupt-in/pubmed26n0900.xml.gz")
     fs.pipe_file(path, corrupt_shard_bytes())
@@ -208,11 +229,12 @@ def test_corrupt_shard_is_recorded_and_the_others_commit(inputs, bucket, tiny_ch
     args = _cli_args({"url": f"{bucket}/corrupt-in"}, out, tiny_checkpoint) + ["--labels", str(bank), "--labels", str(yaml)]
     rc = main(["annotate", *args])
     assert rc == 1
-    entries = {e.input: e for e in Store(out, CREDS).entries()}
+    state = Output(out, CREDS).state()
+    entries = {i: r for (s_, i), r in state.parse.items()}
     assert entries["pubmed26n0900"].status == "failed" and "pubmed26n0900" in entries["pubmed26n0900"].error
     assert entries["pubmed26n0901"].status == "committed"
     sets = {"core@1-t0.515", "mine@2-t0.515"}
-    assert set(entries["pubmed26n0901"].label_sets) == set(entries["pubmed26n0900"].label_sets) == sets
+    assert set(state.label_sets[("pubmed", "pubmed26n0901")]) == set(state.label_sets[("pubmed", "pubmed26n0900")]) == sets
     t = read_tables(out, CREDS)
     ents = [dict(r) for _, r in t["entities"]]
     assert {e["label_set"] for e in ents} == sets
@@ -220,9 +242,10 @@ def test_corrupt_shard_is_recorded_and_the_others_commit(inputs, bucket, tiny_ch
     errors = [dict(r) for p, r in t["errors"] if p.endswith("input=pubmed26n0900")]
     assert [e["kind"] for e in errors] == ["file_error"]
     # what was read before the cut is kept and counted
-    assert entries["pubmed26n0900"].parse.counts["documents"] == sum(1 for p, _ in t["documents"] if p.endswith("pubmed26n0900")) > 0
-    runs = [p for p in Store(out, CREDS).fs.find(Store(out, CREDS).root + "/_runs") if p.endswith(".json")]
-    summary = json.loads(Store(out, CREDS).fs.cat_file(runs[0]))
+    assert entries["pubmed26n0900"].counts["documents"] == sum(1 for p, _ in t["documents"] if p.endswith("pubmed26n0900")) > 0
+    fs, root = bio.filesystem(out, CREDS)
+    runs = [p for p in fs.find(root + "/_runs") if p.endswith(".json")]
+    summary = json.loads(fs.cat_file(runs[0]))
     assert summary["status"] == "failed" and summary["files"]["failed"] == 1 and summary["files"]["committed"] == 1
 
 
@@ -237,6 +260,6 @@ def test_readme_main_command_writes_the_tables(tiny_checkpoint, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     t = read_tables(str(tmp_path / "biogliner-output"))
     sample_files = [p for p in sample_corpus_path().rglob("*") if p.is_file() and not p.name.endswith((".md5", ".json"))]
-    assert len(t["manifest"]) == len(sample_files)
+    assert sum(len(c[6]) for c in t["commits"] if c[0] == "parse") == len(sample_files)
     assert len(t["documents"]) == _reader_counts(sample_corpus_path())[0]
     assert t["entities"]
