@@ -109,6 +109,9 @@ class Plan:
     done: list[InputFile] = field(default_factory=list)  # already committed: skipped
     reannotated: dict[str, int] = field(default_factory=dict)  # label set id -> units whose commit --reannotate replaces
     files_todo: int = 0  # input files in ``todo`` units
+    # units (source, input, label set or None for the parse tables) a crashed attempt committed
+    # partly (data tables without the commits row): :func:`settle_partial` clears them first
+    partial: list[tuple[str, str, str | None]] = field(default_factory=list)
 
     @property
     def total(self) -> int:
@@ -381,7 +384,58 @@ def make_plan(
         version = prev.version + 1 if prev is not None else 1
         plan.todo.append(WorkUnit("pmc", name, tuple(chunk), sets, version, next_versions(("pmc", name), sets)))
     plan.files_todo = len(files) - len(plan.done)
+    _skip_partial_versions(output, plan)
     return plan
+
+
+def _skip_partial_versions(output, plan: Plan) -> None:
+    """Plan above any version a crashed attempt committed to some data table (see
+    :meth:`biogliner.store.output.Output.held_versions`), and list those units in ``plan.partial``."""
+    from dataclasses import replace
+
+    from biogliner.store.output import entities_unit_id, parse_unit_id
+
+    ids = []
+    for u in plan.todo:
+        if u.parse_version is not None:
+            ids.append(parse_unit_id(u.source, u.input))
+        ids += [entities_unit_id(u.source, u.input, ls) for ls in u.label_sets]
+    held = output.held_versions(ids)
+    if not held:
+        return
+    for i, u in enumerate(plan.todo):
+        pv = u.parse_version
+        h = held.get(parse_unit_id(u.source, u.input), -1)
+        if pv is not None and h >= pv:
+            pv = h + 1
+            plan.partial.append((u.source, u.input, None))
+        ev = []
+        for ls, v in u.entity_versions:
+            h = held.get(entities_unit_id(u.source, u.input, ls), -1)
+            if h >= v:
+                v = h + 1
+                plan.partial.append((u.source, u.input, ls))
+            ev.append((ls, v))
+        plan.todo[i] = replace(u, parse_version=pv, entity_versions=tuple(ev))
+    if plan.partial:
+        log.warning("%d unit part(s) were committed partly by a crashed run: re-committed at a higher version", len(plan.partial))
+
+
+def settle_partial(output, plan: Plan) -> int:
+    """Remove the rows crashed attempts left in the data tables of ``plan.partial`` (runs that no
+    ``commits`` row names), so that the tables as every engine reads them hold committed rows
+    only. Returns the rows removed."""
+    if not plan.partial:
+        return 0
+    state = output.state()
+    named: dict[tuple, set[str]] = {}
+    for r in state.records:
+        named.setdefault((r.source, r.input, r.label_set if r.kind == "entities" else None), set()).add(r.run_id)
+    removed = 0
+    for source, input_, ls in plan.partial:
+        removed += output.drop_uncommitted(source, input_, named.get((source, input_, ls), set()), label_set=ls)
+    log.info("removed %d row(s) of crashed attempts from %d unit part(s)", removed, len(plan.partial))
+    return removed
 
 
 def _chunks(items: list, size: int) -> list[list]:

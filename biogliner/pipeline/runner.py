@@ -24,7 +24,7 @@ from biogliner.pipeline.config import AnnotateConfig
 from biogliner.pipeline.driver_model import DriverModel
 from biogliner.pipeline.faults import Faults
 from biogliner.pipeline.parse import ParseParams, parse_datasource
-from biogliner.pipeline.plan import InputFile, make_plan
+from biogliner.pipeline.plan import InputFile, make_plan, settle_partial
 from biogliner.pipeline.summary import RunSummary
 from biogliner.store import layout
 
@@ -63,6 +63,7 @@ def annotate(
     log.info("plan: %d input file(s), %d already committed; %d unit(s) to do", plan.total, len(plan.done), len(plan.todo))
     try:
         if plan.todo:
+            settle_partial(store, plan)
             t_banks = time.perf_counter()
             # before Ray: a missing/unreachable model fails in seconds, and an ONNX backend's
             # export (cached next to the checkpoint for the actors) is made and checked here

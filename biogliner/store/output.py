@@ -251,6 +251,53 @@ class Output:
             units.append(Unit(entities_unit_id(pv["source"], pv["input"], ls), (entity_versions or {}).get(ls, 1), files, row))
         return self.delta.commit_units(units)
 
+    # -- crashed attempts -----------------------------------------------------------------------
+    def held_versions(self, unit_ids: list[str]) -> dict[str, int]:
+        """Per unit id, the highest app-transaction version any DATA table holds. Higher than the
+        unit's version in ``commits`` means an attempt that committed some data tables and
+        crashed before its ``commits`` row: its rows are invisible to readers (their run is not
+        named), and the next attempt must commit at a higher version (the tables that hold the
+        crashed version would otherwise skip its files)."""
+        from biogliner.store.delta import APP_ID_PREFIX, DATA_TABLES
+
+        out: dict[str, int] = {}
+        if not unit_ids:
+            return out
+        for table in DATA_TABLES:
+            dt = self.delta._table(table, create=False)
+            if dt is None:
+                continue
+            for uid in unit_ids:
+                v = dt.transaction_version(APP_ID_PREFIX + uid)
+                if v is not None and v > out.get(uid, -1):
+                    out[uid] = v
+        return out
+
+    def drop_uncommitted(self, source: str, input_name: str, keep_runs: set[str], *, label_set: str | None = None) -> int:
+        """Remove from the data tables the rows of ``source/input_name`` (entities: of
+        ``label_set`` only; parse tables otherwise) whose run is not in ``keep_runs``: what a
+        crashed attempt committed without its ``commits`` row. Whole files go (a file holds one
+        run), so nothing is rewritten. Returns the rows removed."""
+        from biogliner.store.delta import DATA_TABLES
+
+        def lit(v: str) -> str:
+            return "'" + v.replace("'", "''") + "'"
+
+        tables = ["entities"] if label_set is not None else [t for t in DATA_TABLES if t != "entities"]
+        removed = 0
+        for table in tables:
+            dt = self.delta._table(table, create=False)
+            if dt is None:
+                continue
+            pred = f"source = {lit(source)} AND input = {lit(input_name)}"
+            if label_set is not None:
+                pred += f" AND label_set = {lit(label_set)}"
+            if keep_runs:
+                pred += " AND run_id NOT IN (" + ", ".join(lit(r) for r in sorted(keep_runs)) + ")"
+            metrics = dt.delete(pred)
+            removed += int(metrics.get("num_deleted_rows", 0) or 0)
+        return removed
+
     # -- side files ---------------------------------------------------------------------------
     def put_json(self, relpath: str, obj: Any) -> str:
         """Write a JSON document (run summaries...) atomically; returns its URL."""
