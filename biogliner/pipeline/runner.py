@@ -76,6 +76,7 @@ def annotate(
             if ensure_ray is not None:
                 ensure_ray()
             _execute(config, store, plan, sources, summary, storage_options, bank_urls, fingerprint)
+        _refresh_current(config, storage_options, summary)
     except BaseException as exc:  # saved in the run summary, then re-raised: committed inputs stay committed
         summary.fatal = f"{type(exc).__name__}: {exc}"
         raise
@@ -107,6 +108,19 @@ def _execute(config, store, plan, sources, summary: RunSummary, storage_options,
     finally:
         for k, v in saved.items():
             setattr(ctx, k, v)
+
+
+def _refresh_current(config, storage_options, summary: RunSummary) -> None:
+    """Bring the maintained current_* tables up to the commits table (this run's units, and any an
+    earlier run committed but did not apply), in batches, on the driver."""
+    from biogliner.store.refresh import pending, refresh_current
+
+    if not pending(config.output, storage_options):
+        return
+    t = time.perf_counter()
+    result = refresh_current(config.output, storage_options)
+    summary.timings["refresh_current_s"] = round(time.perf_counter() - t, 3)
+    log.info("current tables: %d unit(s) applied in %.1f s", result.get("units", 0), time.perf_counter() - t)
 
 
 def items_of(plan):
