@@ -2,10 +2,22 @@
 
 Views (see docs/sql.md): documents, passages, entities, deletions, errors (every committed
 occurrence: the history), current_documents, current_passages, current_entities (the latest
-version of each citation/article, deletions applied), manifest, manifest_label_sets.
+version of each citation/article, deletions applied), commits (the commits table: one row per
+committed unit and label set, replaced versions included).
 
-Exit status: 0 success, 1 the query failed (DuckDB's message), 2 usage error, 3 the output root
-has no committed inputs or its manifest is unreadable.
+The output root's tables are Delta tables; only rows of units whose commits row is there are
+visible. --as-of reads an earlier state: an integer is a version of the commits table
+(<output>/commits/), anything else an ISO-8601 time (e.g. 2026-12-05T23:00:00Z; no zone: UTC).
+As of version V, the commits table is read at V and every data table as of the time V was
+committed (data tables are committed before the commits row, so they hold at least what V names;
+the committed-runs filter hides anything later). As of a time, every table is read as of it.
+The Delta log must still hold those versions (no vacuum/log cleanup past them). With --views,
+--as-of applies to --dialect duckdb only (a snapshot); the trino/athena/spark scripts read
+the Delta tables' latest versions and compute what is committed from the commits table.
+
+Exit status: 0 success, 1 the query failed (DuckDB's message), 2 usage error (a malformed
+--as-of included), 3 the output root has no committed units (as of --as-of), or its commits
+table cannot be read (at that version or time).
 """
 
 from __future__ import annotations
@@ -41,6 +53,9 @@ def register(subparsers) -> argparse.ArgumentParser:
                    help="readable table only: shorten cells longer than N characters (default 60)")
     p.add_argument("--max-rows", type=int, default=1000, metavar="N",
                    help="readable table only: show at most N rows (default 1000)")
+    p.add_argument("--as-of", metavar="VERSION|TIMESTAMP",
+                   help="read the state as of a commits-table version (integer) or an ISO-8601 time "
+                        "(e.g. 2026-12-05T23:00:00Z); see below")
     p.add_argument("--storage-options", metavar="JSON", help="fsspec storage options for s3:// etc., as JSON")
     p.set_defaults(func=run)
     return p
@@ -58,9 +73,9 @@ def _query_text(args) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from biogliner.store.manifest import Store, StoreError
+    from biogliner.store.output import Output, StoreError
     from biogliner.store.sql import QueryError, TableStyle, run_query, write_result
-    from biogliner.store.views import register, snapshot, views_sql
+    from biogliner.store.views import parse_as_of, register, snapshot, views_sql
 
     try:
         storage_options = json.loads(args.storage_options) if args.storage_options else None
@@ -69,6 +84,15 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     if args.max_width < 2 or args.max_rows < 0:
         print("error: --max-width must be >= 2 and --max-rows >= 0", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        as_of = parse_as_of(args.as_of)
+    except ValueError as exc:
+        print(f"error: --as-of: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if as_of is not None and args.views and args.dialect != "duckdb":
+        print(f"error: --as-of applies to queries and --dialect duckdb; the {args.dialect} views read the "
+              "Delta tables' latest versions", file=sys.stderr)
         return EXIT_USAGE
     query = None
     if not args.views:
@@ -79,11 +103,16 @@ def run(args: argparse.Namespace) -> int:
         if args.format == "parquet" and not args.to and sys.stdout.isatty():
             print("error: refusing to write Parquet to a terminal; use --to FILE or a pipe", file=sys.stderr)
             return EXIT_USAGE
+    from deltalake.exceptions import DeltaError
+
     try:
-        store = Store(args.output, storage_options)
-        snap = snapshot(store)
+        output = Output(args.output, storage_options)
+        snap = snapshot(output, as_of)
     except StoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return EXIT_STORE
+    except (DeltaError, OSError) as exc:  # an unreadable Delta log or store
+        print(f"error: cannot read the output root {args.output}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_STORE
     if args.views:
         _emit(views_sql(snap, args.dialect).encode(), args, storage_options)
@@ -92,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
     import duckdb
 
     con = duckdb.connect()
-    register(con, store, snap)
+    register(con, output, snap)
     try:
         result = run_query(con, query)
     except QueryError as exc:

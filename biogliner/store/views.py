@@ -1,4 +1,4 @@
-"""SQL views over the committed files of an output root, and their definitions for other engines.
+"""SQL views over the committed rows of an output root's Delta tables, and their definitions for other engines.
 
 Read-time resolution: nothing is rewritten when PubMed revises or deletes a citation. Every
 occurrence stays in ``documents``/``passages``/``entities`` (the history); the ``current_*`` views
@@ -12,42 +12,72 @@ wins: a record makes that occurrence current, a ``DeleteCitation`` removes the c
 deletion in file N removes the occurrences from files <= N, and a re-add after it wins again).
 The order is the *file* order, never the commit order: nightly runs may commit inputs in any
 order and the views stay the same. PMC: per ``pmcid``, the highest version that no deletion
-names wins (ties: the later input name, then position). PubMed and PMC documents are never
-merged: a paper in both appears once per source.
+names wins (ties: the later input name, then position; PMC units are named so that later units
+sort later). PubMed and PMC documents are never merged: a paper in both appears once per source.
 
-Only files named by the manifest are read (:meth:`Store.committed_files`), so a crashed run's
-leftovers are never visible. Local roots are read with DuckDB's ``read_parquet`` (hive
-partitioning); object-store roots through ``pyarrow.dataset`` registered in DuckDB (no DuckDB
-extension is downloaded). :func:`views_sql` writes the same definitions for DuckDB, Trino,
-Athena and Spark SQL over the same hive-partitioned Parquet.
+What is visible (:mod:`biogliner.store.output`): every table is a Delta table, and a unit's rows
+are visible only when its ``commits`` row is there. The data tables are committed before the
+``commits`` row, so a run that crashed in between leaves files that ARE in the data tables' Delta
+logs: every base view keeps only rows of committed runs, joining ``(source, input, run_id)`` on
+``biogliner_committed`` (each unit's current parse commit) and, for entities,
+``(source, input, label_set, run_id)`` on ``biogliner_committed_entities`` (every entities commit,
+replaced ones included: the history). ``current_entities`` further keeps each (input, label set)'s
+current commit only (``biogliner_current_label_sets``).
+
+In DuckDB (:func:`register`, ``biogliner sql``) those relations come from the ``commits`` table
+read once (:class:`Snapshot`), registered as Arrow tables; local roots are read with
+``read_parquet`` over the committed files named by the Delta logs (hive partitioning: the
+partition columns are in the paths, not in the files), object-store roots through
+``pyarrow.dataset``. No DuckDB extension is needed. A snapshot can be taken as of an earlier
+version of the ``commits`` table or a time (:func:`snapshot`).
+
+:func:`views_sql` writes the definitions for DuckDB (literal file lists and relations: a snapshot),
+and for Trino, Athena and Spark SQL, where the tables are registered as Delta tables and every
+helper relation (committed runs, current label sets, the PubMed file order) is a view over the
+``commits`` Delta table itself: those scripts stay valid after later runs.
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta, timezone
 
 import pyarrow as pa
 
 from biogliner import io
 from biogliner.schema import PARTITION_FIELDS, TABLES
-from biogliner.store import layout
-from biogliner.store.manifest import ManifestEntry, Store, StoreError
+from biogliner.store.delta import COMMITS, COMMITS_TABLE
+from biogliner.store.output import CommitState, NoCommitsError, Output, StoreError
 
 log = logging.getLogger(__name__)
 
 BASE_VIEWS = ("documents", "passages", "entities", "deletions", "errors")
 CURRENT_VIEWS = ("current_documents", "current_passages", "current_entities")
-META_VIEWS = ("manifest", "manifest_label_sets")
+META_VIEWS = ("commits",)
 VIEWS = BASE_VIEWS + CURRENT_VIEWS + META_VIEWS
 DIALECTS = ("duckdb", "trino", "athena", "spark")
 TRINO_SCHEMA = "biogliner"  # the schema the Trino statements assume (USE <catalog>.biogliner)
 
+ORDER_RELATION = "biogliner_input_order"  # (source, input, file_rank): PubMed replay order
+COMMITTED_RELATION = "biogliner_committed"  # (source, input, run_id): current parse commits
+COMMITTED_ENTITIES_RELATION = "biogliner_committed_entities"  # (source, input, label_set, run_id): every entities commit
+LABEL_SETS_RELATION = "biogliner_current_label_sets"  # (source, input, label_set, run_id): current entities commits
+CURRENT_COMMITS_RELATION = "biogliner_current_commits"  # engine scripts: the highest version per unit_id
+_LABEL_SET_COLUMNS = ("source", "input", "label_set", "run_id")
+_COMMITTED_COLUMNS = ("source", "input", "run_id")
 
-class NoManifestError(StoreError):
-    """The URL is not an output root with committed inputs."""
+#: The PubMed file name pattern of :func:`biogliner.sources.pubmed_file_order`, for SQL regexps
+#: (no backslashes: Spark string literals would need them doubled). Group 2: the production year
+#: (2000 + YY), group 3: the file number.
+PUBMED_NAME_SQL_REGEX = "^(pubmed|medline)([0-9]{2})n([0-9]{4,})$"
+
+__all__ = [
+    "BASE_VIEWS", "CURRENT_VIEWS", "META_VIEWS", "VIEWS", "DIALECTS", "NoCommitsError", "StoreError", "Snapshot",
+    "file_rank_key", "parse_as_of", "snapshot", "register", "connect", "views_sql", "view_columns", "follow_keys",
+]
 
 
 # --------------------------------------------------------------------------- what is visible
@@ -55,17 +85,35 @@ class NoManifestError(StoreError):
 
 @dataclass(frozen=True)
 class Snapshot:
-    """The committed state of an output root: everything the views are built from."""
+    """The committed state of an output root (latest, or as of an earlier commit): what the views read.
+
+    ``state`` is ``None`` only for snapshots built by hand over plain files (tests, benchmarks):
+    then the base views read ``files`` unfiltered.
+    """
 
     root_url: str
     local: bool
-    entries: tuple[ManifestEntry, ...]
-    files: dict[str, list[str]]  # table -> paths (local) or URLs of the committed Parquet files
-    input_order: tuple[tuple[str, str, int], ...]  # (source, input partition, file rank), PubMed
-    committed: tuple[tuple[str, str, str], ...] = ()  # (source, input, run_id) of parse tables
+    files: dict[str, list[str]]  # table -> paths (local) or URLs of the files in its Delta log ("commits" included)
+    input_order: tuple[tuple[str, str, int], ...] = ()  # (source, input partition, file rank), PubMed
+    committed: tuple[tuple[str, str, str], ...] = ()  # (source, input, run_id) of the current parse commits
     committed_entities: tuple[tuple[str, str, str, str], ...] = ()  # (source, input, label_set, run_id), history included
     current_label_sets: tuple[tuple[str, str, str, str], ...] = ()  # the same, current commits only
     warnings: tuple[str, ...] = field(default=())
+    state: CommitState | None = None  # the commits table as read (state.version: its Delta version)
+    as_of: int | datetime | None = None  # what was asked for: None (latest), a commits version or a time
+    data_as_of: datetime | None = None  # the time the data tables were read at (None: their latest versions)
+    tables: tuple[str, ...] = ()  # the Delta tables that exist (for the engine scripts; empty ones included)
+    entries: tuple = ()  # deprecated and ignored (manifest entries); kept for hand-built snapshots
+
+    @property
+    def filtered(self) -> bool:
+        """Whether the base views keep only rows of committed runs (always, unless built by hand)."""
+        return self.state is not None
+
+    @property
+    def version(self) -> int | None:
+        """The ``commits`` table version this snapshot reads."""
+        return None if self.state is None else self.state.version
 
 
 def file_rank_key(input_partition: str) -> tuple:
@@ -79,24 +127,137 @@ def file_rank_key(input_partition: str) -> tuple:
         return (1, 0, 0, input_partition)
 
 
-def snapshot(store: Store) -> Snapshot:
-    """Read the manifest once and resolve what each view reads."""
-    entries = tuple(store.entries())
-    if not entries:
-        try:
-            exists = store.fs.exists(store.root)
-        except OSError:
-            exists = False
-        what = "has no commit records" if exists else "does not exist"
-        raise NoManifestError(
-            f"{store.root_url} {what}: no {layout.MANIFEST_DIR}/ entries; expected the output root of "
-            "`biogliner annotate` / `biogliner nightly` with at least one committed input"
-        )
+def _order_key(name: str) -> tuple:
+    # ties (pubmed26n0001 and medline26n0001): by name, as the engine scripts' ROW_NUMBER does
+    return (file_rank_key(name), name)
+
+
+def parse_as_of(value: int | str | datetime | None) -> int | datetime | None:
+    """``None``, a version of the ``commits`` table (an int, or a string of digits) or a time
+    (a ``datetime`` or an ISO-8601 string such as ``2026-12-05T23:00:00Z``; a time without a
+    zone is taken as UTC). Raises ``ValueError`` for anything else."""
+    if value is None or isinstance(value, datetime):
+        return _utc(value) if value is not None else None
+    if isinstance(value, bool):
+        raise ValueError(f"not a version or a time: {value!r}")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"a commits-table version is >= 0, got {value}")
+        return value
+    text = str(value).strip()
+    if text.isdigit():
+        return int(text)
+    try:
+        if not text or text.lstrip("+-").isdigit():
+            raise ValueError(text)
+        ts = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            f"not a commits-table version (an integer) or an ISO-8601 time (e.g. 2026-12-05T23:00:00Z): {value!r}"
+        ) from None
+    return _utc(ts)
+
+
+def _utc(ts: datetime) -> datetime:
+    return ts.replace(tzinfo=timezone.utc) if ts.tzinfo is None else ts.astimezone(timezone.utc)
+
+
+def _delta_table(output: Output, table: str):
+    from deltalake import DeltaTable
+
+    from biogliner.store.delta import delta_storage_options
+
+    opts = delta_storage_options(output.root_url, output.storage_options)
+    return DeltaTable(output.delta.table_uri(table), storage_options=opts or None)
+
+
+def _version_time(output: Output, version: int) -> datetime:
+    """When version ``version`` of the commits table was committed, as Delta time travel by
+    timestamp sees it: the modification time of its log file (delta-rs resolves
+    ``load_as_version(datetime)`` by log-file modification times). A time reported to the whole
+    second (S3's HEAD) is taken as the end of that second; a log file gone (log cleanup after a
+    checkpoint) falls back to the commit's ``commitInfo`` timestamp."""
+    fs, base = io.filesystem(output.url(COMMITS_TABLE), output.storage_options)
+    path = f"{base.rstrip('/')}/_delta_log/{version:020d}.json"
+    try:
+        info = fs.info(path)
+    except (FileNotFoundError, OSError):
+        info = None
+    if info is not None:
+        for key in ("mtime", "LastModified", "last_modified", "updated", "created"):
+            v = info.get(key)
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                # round up to the microsecond: the data commits before it must stay <= it
+                return datetime.fromtimestamp(math.ceil(v * 1e6) / 1e6, timezone.utc)
+            if isinstance(v, datetime):
+                v = _utc(v)
+                if v.microsecond == 0:
+                    v = v + timedelta(seconds=1) - timedelta(microseconds=1)
+                return v
+    for h in _delta_table(output, COMMITS_TABLE).history():
+        if int(h.get("version", -1)) == version and h.get("timestamp") is not None:
+            return datetime.fromtimestamp(int(h["timestamp"]) / 1000, timezone.utc) + timedelta(microseconds=999)
+    raise StoreError(f"{output.root_url}: cannot tell when version {version} of the {COMMITS_TABLE} table was committed")
+
+
+def _resolve(output: Output, as_of: int | datetime | None) -> tuple[int, datetime | None]:
+    """(commits-table version to read, time to read the data tables at; None: their latest)."""
+    from deltalake.exceptions import DeltaError, TableNotFoundError
+
+    latest = output.delta.version(COMMITS_TABLE)
+    if latest is None:
+        output.require_commits(None)  # raises NoCommitsError with the usual message
+        raise NoCommitsError(f"{output.root_url}: no {COMMITS_TABLE} table")  # pragma: no cover
+    if as_of is None:
+        return latest, None
+    if isinstance(as_of, int):
+        if as_of > latest:
+            raise StoreError(
+                f"{output.root_url}: no version {as_of} of the {COMMITS_TABLE} table (its versions are 0..{latest})"
+            )
+        return as_of, _version_time(output, as_of)
+    try:
+        dt = _delta_table(output, COMMITS_TABLE)
+        dt.load_as_version(as_of)
+    except (TableNotFoundError, DeltaError, ValueError) as e:
+        raise StoreError(f"{output.root_url}: cannot read the {COMMITS_TABLE} table as of {as_of.isoformat()}: {e}") from None
+    return dt.version(), as_of
+
+
+def snapshot(output: Output, as_of: int | str | datetime | None = None) -> Snapshot:
+    """Read the ``commits`` table once and resolve what each view reads.
+
+    ``as_of``: ``None`` (the latest commit), a version ``V`` of the ``commits`` table, or a time
+    (a ``datetime`` or an ISO-8601 string). As of ``V``, the commits table is read at ``V`` and
+    every data table as of the time ``V`` was committed: the data tables are committed before
+    the ``commits`` row, so they hold at least what ``V`` names, and the committed-runs filter
+    hides anything later. As of a time ``T``, every table is read as of ``T``. Raises
+    :class:`NoCommitsError` when nothing is committed (as of then), :class:`StoreError` for a
+    version or time the tables cannot be read at, ``ValueError`` for a malformed ``as_of``.
+    """
+    from deltalake.exceptions import TableNotFoundError
+
+    as_of = parse_as_of(as_of)
+    version, data_ts = _resolve(output, as_of)
+    try:
+        state = output.require_commits(version)
+    except NoCommitsError as e:
+        if as_of is None:
+            raise
+        raise NoCommitsError(
+            f"{output.root_url}: nothing was committed as of {_as_of_text(as_of)} ({COMMITS_TABLE} table version {version})"
+        ) from e
+    state = replace(state, version=version)
     files: dict[str, list[str]] = {}
-    for table in TABLES:
-        rels = store.committed_relpaths(table, list(entries))
-        files[table] = [store.path(r) if store.local else store.url(r) for r in rels]
-    pubmed = sorted({layout.safe_name(e.input) for e in entries if e.source == "pubmed"}, key=file_rank_key)
+    for table in (*TABLES, COMMITS_TABLE):
+        at = version if table == COMMITS_TABLE else data_ts
+        try:
+            files[table] = output.files(table, at)
+        except TableNotFoundError:  # the table did not exist then
+            files[table] = []
+    fs, base = io.filesystem(output.root_url, output.storage_options)
+    tables = tuple(t for t in files if files[t] or _exists(fs, f"{base.rstrip('/')}/{t}/_delta_log"))
+    pubmed = sorted({i for s, i, _ in state.committed_runs() if s == "pubmed"}, key=_order_key)
     odd = [n for n in pubmed if file_rank_key(n)[0] == 1]
     warnings = ()
     if odd:
@@ -104,37 +265,31 @@ def snapshot(store: Store) -> Snapshot:
             f"{len(odd)} PubMed input(s) without a pubmedYYnNNNN name (e.g. {odd[0]!r}) are ordered after all "
             "standard files, by name, when resolving current documents",
         )
-    order = tuple(("pubmed", name, rank) for rank, name in enumerate(pubmed))
-    committed = tuple(
-        sorted({(e.source, layout.safe_name(e.input), e.parse.run_id) for e in entries if e.parse.files})
-    )
-    current_label_sets = tuple(
-        sorted(
-            (e.source, layout.safe_name(e.input), ls_id, ls.run_id)
-            for e in entries
-            for ls_id, ls in e.label_sets.items()
-            if ls.files
-        )
-    )
-    superseded = {
-        (e.source, layout.safe_name(e.input), ls_id, ls.run_id)
-        for e in entries
-        for ls_id, commits in e.superseded.items()
-        for ls in commits
-        if ls.files
-    }
-    committed_entities = tuple(sorted(set(current_label_sets) | superseded))
     return Snapshot(
-        root_url=store.root_url,
-        local=store.local,
-        entries=entries,
+        root_url=output.root_url,
+        local=output.local,
         files=files,
-        input_order=order,
-        committed=committed,
-        committed_entities=committed_entities,
-        current_label_sets=current_label_sets,
+        input_order=tuple(("pubmed", name, rank) for rank, name in enumerate(pubmed)),
+        committed=tuple(state.committed_runs()),
+        committed_entities=tuple(state.entity_history()),
+        current_label_sets=tuple(state.current_label_sets()),
         warnings=warnings,
+        state=state,
+        as_of=as_of,
+        data_as_of=data_ts,
+        tables=tables,
     )
+
+
+def _exists(fs, path: str) -> bool:
+    try:
+        return bool(fs.exists(path))
+    except OSError:
+        return False
+
+
+def _as_of_text(as_of) -> str:
+    return as_of.isoformat() if isinstance(as_of, datetime) else f"version {as_of}"
 
 
 # --------------------------------------------------------------------------- SQL text
@@ -272,49 +427,112 @@ FROM documents d JOIN winners w
     return {"current_documents": pubmed, "current_passages": follow("passages"), "current_entities": entities}
 
 
-LABEL_SETS_RELATION = "biogliner_current_label_sets"
-_LABEL_SET_COLUMNS = ("source", "input", "label_set", "run_id")
-
-
-def _label_sets_relation(d: _Dialect, snap: Snapshot) -> str:
-    s = _TYPES[d.types]["string"]
-    return d.values(snap.current_label_sets, [(c, s) for c in _LABEL_SET_COLUMNS])
-
-
-def _order_relation(d: _Dialect, snap: Snapshot) -> str:
+def _literal_relations(d: _Dialect, snap: Snapshot) -> list[tuple[str, str]]:
+    """The helper relations as views of literal rows (the DuckDB script: a snapshot)."""
     t = _TYPES[d.types]
-    return d.values(snap.input_order, [("source", t["string"]), ("input", t["string"]), ("file_rank", t["int64"])])
+    s = t["string"]
+    out = [(ORDER_RELATION, d.values(snap.input_order, [("source", s), ("input", s), ("file_rank", t["int64"])]))]
+    if snap.filtered:
+        out.append((COMMITTED_RELATION, d.values(snap.committed, [(c, s) for c in _COMMITTED_COLUMNS])))
+        out.append((COMMITTED_ENTITIES_RELATION, d.values(snap.committed_entities, [(c, s) for c in _LABEL_SET_COLUMNS])))
+    out.append((LABEL_SETS_RELATION, d.values(snap.current_label_sets, [(c, s) for c in _LABEL_SET_COLUMNS])))
+    return out
 
 
-def statements(snap: Snapshot, dialect: str, base: Callable[[str], str | None], *, order_relation: str | None = None) -> list[tuple[str, str]]:
+def _commits_relations(d: _Dialect, commits: str) -> list[tuple[str, str]]:
+    """The helper relations as views over the ``commits`` table ``commits`` (engine scripts):
+    valid whatever is committed later."""
+    q = d.q
+    t = _TYPES[d.types]
+    current = f"""SELECT c.{q('unit_id')}, c.{q('version')}, c.{q('kind')}, c.{q('source')}, c.{q('input')}, c.{q('label_set')}, c.{q('run_id')}
+FROM (
+  SELECT x.{q('unit_id')}, x.{q('version')}, x.{q('kind')}, x.{q('source')}, x.{q('input')}, x.{q('label_set')}, x.{q('run_id')},
+    ROW_NUMBER() OVER (PARTITION BY x.{q('unit_id')} ORDER BY x.{q('version')} DESC, x.{q('committed_at')} DESC) AS {q('rn')}
+  FROM {commits} x
+) c
+WHERE c.{q('rn')} = 1"""
+    committed = (
+        f"SELECT DISTINCT {q('source')}, {q('input')}, {q('run_id')}\n"
+        f"FROM {CURRENT_COMMITS_RELATION}\nWHERE {q('kind')} = 'parse'"
+    )
+    committed_entities = (
+        f"SELECT DISTINCT {q('source')}, {q('input')}, {q('label_set')}, {q('run_id')}\n"
+        f"FROM {commits}\nWHERE {q('kind')} = 'entities'"
+    )
+    label_sets = (
+        f"SELECT {q('source')}, {q('input')}, {q('label_set')}, {q('run_id')}\n"
+        f"FROM {CURRENT_COMMITS_RELATION}\nWHERE {q('kind')} = 'entities'"
+    )
+    rx = d.lit(PUBMED_NAME_SQL_REGEX)
+    big = t["int64"]
+    # file_rank as views.file_rank_key: (0, year, number) for pubmedYYnNNNN / medlineYYnNNNN,
+    # then every other name, by name; ties by name. regexp_extract gives '' (DuckDB, Spark) or
+    # NULL (Trino, Athena) when the name does not match.
+    order = f"""SELECT o.{q('source')}, o.{q('input')},
+  CAST(ROW_NUMBER() OVER (ORDER BY o.{q('nonstandard')}, o.{q('year')}, o.{q('number')}, o.{q('input')}) - 1 AS {big}) AS {q('file_rank')}
+FROM (
+  SELECT n.{q('source')}, n.{q('input')},
+    CASE WHEN n.{q('m')} = '' THEN 1 ELSE 0 END AS {q('nonstandard')},
+    CASE WHEN n.{q('m')} = '' THEN 0 ELSE 2000 + CAST(regexp_extract(n.{q('input')}, {rx}, 2) AS {big}) END AS {q('year')},
+    CASE WHEN n.{q('m')} = '' THEN 0 ELSE CAST(regexp_extract(n.{q('input')}, {rx}, 3) AS {big}) END AS {q('number')}
+  FROM (
+    SELECT DISTINCT {q('source')}, {q('input')}, COALESCE(regexp_extract({q('input')}, {rx}, 1), '') AS {q('m')}
+    FROM {COMMITTED_RELATION}
+    WHERE {q('source')} = 'pubmed'
+  ) n
+) o"""
+    return [
+        (CURRENT_COMMITS_RELATION, current),
+        (COMMITTED_RELATION, committed),
+        (COMMITTED_ENTITIES_RELATION, committed_entities),
+        (LABEL_SETS_RELATION, label_sets),
+        (ORDER_RELATION, order),
+    ]
+
+
+def _filtered_base(d: _Dialect, table: str, relation: str) -> str:
+    """``relation`` (aliased ``t``) joined on the committed runs: the FROM of a filtered base view."""
+    q = d.q
+    keys = ["source", "input", "run_id"] + (["label_set"] if table == "entities" else [])
+    on = " AND ".join(f"t.{q(k)} = c.{q(k)}" for k in keys)
+    committed = COMMITTED_ENTITIES_RELATION if table == "entities" else COMMITTED_RELATION
+    return f"{relation} JOIN {committed} c ON {on}"
+
+
+def statements(
+    snap: Snapshot,
+    dialect: str,
+    base: Callable[[str], str | None],
+    *,
+    helpers: list[tuple[str, str]] | None = None,
+) -> list[tuple[str, str]]:
     """(view name, CREATE VIEW statement) for every data view. ``base(table)`` gives the FROM
-    relation of a base table, or None when nothing is committed for it (typed empty view)."""
+    relation of a base table (its rows named ``t``, already filtered), or None when nothing is
+    committed for it (typed empty view). ``helpers``: (name, body) of the helper relations to
+    create first as views; None when they exist already (registered in DuckDB)."""
     d = _Dialect(dialect)
-    out: list[tuple[str, str]] = []
+    out = [(name, f"CREATE OR REPLACE VIEW {name} AS\n{body}") for name, body in helpers or []]
     for table in BASE_VIEWS:
         rel = base(table)
         body = d.empty(table) if rel is None else _base_select(d, table, rel)
         out.append((table, f"CREATE OR REPLACE VIEW {table} AS\n{body}"))
-    order = order_relation or _order_relation(d, snap)
-    if order_relation is None:  # a script: the helper relations are views of literal rows
-        out.append(("biogliner_input_order", f"CREATE OR REPLACE VIEW biogliner_input_order AS\n{order}"))
-        order = "biogliner_input_order"
-        out.append((LABEL_SETS_RELATION, f"CREATE OR REPLACE VIEW {LABEL_SETS_RELATION} AS\n{_label_sets_relation(d, snap)}"))
-    for name, body in _current_sql(d, order).items():
+    for name, body in _current_sql(d, ORDER_RELATION).items():
         out.append((name, f"CREATE OR REPLACE VIEW {name} AS\n{body}"))
     return out
 
 
-def _duckdb_read(d: _Dialect, files: list[str]) -> str:
+def _duckdb_read(d: _Dialect, files: list[str], *, hive: bool = True) -> str:
     listing = ",\n    ".join(d.lit(f) for f in files)
+    if not hive:
+        return f"read_parquet([\n    {listing}\n  ])"
     return (
         f"read_parquet([\n    {listing}\n  ], hive_partitioning = true,"
         " hive_types = {'source': 'VARCHAR', 'input': 'VARCHAR'})"
     )
 
 
-def _external_location(snap: Snapshot, table: str, dialect: str) -> str:
-    url = io.join(snap.root_url, table)
+def _location(root_url: str, table: str, dialect: str) -> str:
+    url = io.join(root_url, table)
     if dialect == "spark" and url.startswith("s3://"):
         url = "s3a://" + url[len("s3://"):]
     return url
@@ -324,189 +542,170 @@ def _files_table(table: str) -> str:
     return f"biogliner_{table}_files"
 
 
+def _register_delta_table(d: _Dialect, root_url: str, table: str) -> str:
+    name = _files_table(table)
+    loc = d.lit(_location(root_url, table, d.name))
+    if d.name == "trino":
+        return (
+            f"CALL system.register_table(schema_name => {d.lit(TRINO_SCHEMA)}, table_name => {d.lit(name)}, "
+            f"table_location => {loc})"
+        )
+    if d.name == "athena":
+        return f"CREATE EXTERNAL TABLE {name}\nLOCATION {d.lit(_location(root_url, table, d.name) + '/')}\nTBLPROPERTIES ('table_type' = 'DELTA')"
+    return f"CREATE TABLE IF NOT EXISTS {name}\nUSING DELTA\nLOCATION {loc}"
+
+
 def views_sql(snap: Snapshot, dialect: str = "duckdb") -> str:
     """The view definitions as a SQL script for ``dialect`` (see the module docstring)."""
     d = _Dialect(dialect)
-    head = [
-        f"-- biogliner views over {snap.root_url} ({dialect}); {len(snap.entries)} committed inputs.",
-        "-- A snapshot of the manifest: regenerate after each run (biogliner sql --output URL --views).",
-    ]
-    pre: list[str] = []
+    n_units = len(snap.state.parse) if snap.state is not None else 0
+    head = [f"-- biogliner views over {snap.root_url} ({dialect})."]
+    stmts: list[str] = []
     if dialect == "duckdb":
+        what = "the latest commit" if snap.as_of is None else _as_of_text(snap.as_of)
+        head += [
+            f"-- A snapshot as of {what} (commits table version {snap.version}, {n_units} committed units): the file lists "
+            "and committed runs are literal; regenerate after each run (biogliner sql --output URL --views).",
+        ]
         if not snap.local:
             head.append("-- Reading s3:// from DuckDB needs the httpfs extension (INSTALL httpfs; LOAD httpfs;).")
 
         def base(table: str) -> str | None:
-            files = snap.files[table]
-            return _duckdb_read(d, files) + " AS t" if files else None
+            files = snap.files.get(table) or []
+            if not files:
+                return None
+            rel = _duckdb_read(d, files) + " AS t"
+            return _filtered_base(d, table, rel) if snap.filtered else rel
+
+        helpers = _literal_relations(d, snap)
+        commits_files = snap.files.get(COMMITS_TABLE) or []
+        commits_view = (
+            f"SELECT * FROM {_duckdb_read(d, commits_files, hive=False)}" if commits_files else _empty_commits(d)
+        )
     else:
+        if snap.as_of is not None:
+            raise ValueError(f"{dialect} views read the Delta tables' latest versions: as_of applies to DuckDB only")
+        registered = [t for t in BASE_VIEWS if t in snap.tables or snap.files.get(t)] + [COMMITS_TABLE]
+        missing = [t for t in BASE_VIEWS if t not in registered]
         if dialect == "trino":
-            head.append(f"-- Trino (Hive connector): run in schema {TRINO_SCHEMA!r} (USE <catalog>.{TRINO_SCHEMA};).")
-        head.append(
-            "-- External tables list every file under the table folders; the views keep only rows of committed "
-            "runs, so files of crashed runs (see `gc`) are never seen."
-        )
-        s = _TYPES[d.types]["string"]
-        pre.append(
-            "CREATE OR REPLACE VIEW biogliner_committed AS\n"
-            + d.values(snap.committed, [("source", s), ("input", s), ("run_id", s)])
-        )
-        pre.append(
-            "CREATE OR REPLACE VIEW biogliner_committed_entities AS\n"
-            + d.values(snap.committed_entities, [("source", s), ("input", s), ("label_set", s), ("run_id", s)])
-        )
-        ddl = [s for table in BASE_VIEWS if snap.files[table] for s in _external_table_ddl(d, snap, table)]
-        pre[:0] = ddl
+            head.append(
+                f"-- Trino (Delta Lake connector, delta.register-table-procedure.enabled=true): run in schema "
+                f"{TRINO_SCHEMA!r} (USE <catalog>.{TRINO_SCHEMA};). register_table fails for a table already "
+                "registered: skip those calls when re-running the script."
+            )
+        elif dialect == "athena":
+            head.append("-- Athena: the Delta tables are registered in Glue (schema read from the Delta log); the views are Trino SQL.")
+        else:
+            head.append("-- Spark SQL with delta-spark (or Databricks): the tables are registered by LOCATION.")
+        head += [
+            "-- Every table is the Delta table itself; the views keep only rows of committed runs, computed from the",
+            "-- commits Delta table (per unit_id, its highest version), so the script stays valid after later runs.",
+        ]
+        if missing:
+            head.append(
+                f"-- No Delta table yet for {', '.join(missing)}: typed empty views; regenerate once they exist."
+            )
+        stmts += [_register_delta_table(d, snap.root_url, t) for t in registered]
 
         def base(table: str) -> str | None:
-            if not snap.files[table]:
+            if table not in registered:
                 return None
-            q = d.q
-            keys = ["source", "input", "run_id"] + (["label_set"] if table == "entities" else [])
-            on = " AND ".join(f"t.{q(k)} = c.{q(k)}" for k in keys)
-            committed = "biogliner_committed_entities" if table == "entities" else "biogliner_committed"
-            return f"{_files_table(table)} t JOIN {committed} c ON {on}"
+            return _filtered_base(d, table, f"{_files_table(table)} t")
 
-    stmts = pre + [s for _, s in statements(snap, dialect, base)]
+        helpers = _commits_relations(d, _files_table(COMMITS_TABLE))
+        commits_view = f"SELECT * FROM {_files_table(COMMITS_TABLE)}"
+    stmts += [s for _, s in statements(snap, dialect, base, helpers=helpers)]
+    stmts.append(f"CREATE OR REPLACE VIEW commits AS\n{commits_view}")
     return "\n".join(head) + "\n\n" + ";\n\n".join(stmts) + ";\n"
 
 
-def _external_table_ddl(d: _Dialect, snap: Snapshot, table: str) -> list[str]:
-    schema = TABLES[table]
-    name = _files_table(table)
-    loc = _external_location(snap, table, d.name)
-    cols = ",\n  ".join(f"{d.q(f.name)} {_type(f.type, d.name)}" for f in schema)
-    if d.name == "trino":
-        parts = ",\n  ".join(f"{d.q(f.name)} {_type(f.type, d.name)}" for f in PARTITION_FIELDS)
-        return [
-            f"CREATE TABLE IF NOT EXISTS {name} (\n  {cols},\n  {parts}\n) WITH (\n  external_location = {d.lit(loc)},\n"
-            "  format = 'PARQUET',\n  partitioned_by = ARRAY['source', 'input']\n)",
-            f"CALL system.sync_partition_metadata({d.lit(TRINO_SCHEMA)}, {d.lit(name)}, 'FULL')",
-        ]
-    if d.name == "athena":
-        parts = ", ".join(f"`{f.name}` string" for f in PARTITION_FIELDS)
-        cols = ",\n  ".join(f"`{f.name}` {_type(f.type, 'athena')}" for f in schema)
-        return [
-            f"CREATE EXTERNAL TABLE IF NOT EXISTS {name} (\n  {cols}\n) PARTITIONED BY ({parts})\n"
-            f"STORED AS PARQUET LOCATION {d.lit(loc + '/')}",
-            f"MSCK REPAIR TABLE {name}",
-        ]
-    parts = ",\n  ".join(f"{d.q(f.name)} {_type(f.type, d.name)}" for f in PARTITION_FIELDS)
-    return [
-        f"CREATE TABLE IF NOT EXISTS {name} (\n  {cols},\n  {parts}\n) USING PARQUET PARTITIONED BY (`source`, `input`)\n"
-        f"LOCATION {d.lit(loc)}",
-        f"MSCK REPAIR TABLE {name}",
-    ]
+def _empty_commits(d: _Dialect) -> str:
+    cols = []
+    for f in COMMITS:
+        typ = "TIMESTAMP WITH TIME ZONE" if pa.types.is_timestamp(f.type) else _type(f.type, d.types)
+        cols.append(f"CAST(NULL AS {typ}) AS {d.q(f.name)}")
+    return f"SELECT {', '.join(cols)} FROM {d.one_row} WHERE 1 = 0"
 
 
 # --------------------------------------------------------------------------- DuckDB runtime
 
 
-def manifest_tables(entries) -> tuple[pa.Table, pa.Table]:
-    """The manifest as two tables: one row per input, one per (input, label set)."""
-    rows = [
-        {
-            "source": e.source,
-            "input": e.input,
-            "url": e.url,
-            "status": e.status,
-            "error": e.error,
-            "run_id": e.run_id,
-            "committed_at": e.committed_at,
-            "size": e.size,
-            "etag": e.etag,
-            "md5": e.md5,
-            "label_sets": sorted(e.label_sets),
-            "counts": json.dumps(e.parse.counts, sort_keys=True, default=str),
-        }
-        for e in entries
-    ]
-    schema = pa.schema([("source", pa.string()), ("input", pa.string()), ("url", pa.string()), ("status", pa.string()),
-                        ("error", pa.string()), ("run_id", pa.string()), ("committed_at", pa.string()),
-                        ("size", pa.int64()), ("etag", pa.string()), ("md5", pa.string()),
-                        ("label_sets", pa.list_(pa.string())), ("counts", pa.string())])
-    def ls_row(e, ls_id, ls, current: bool) -> dict:
-        return {
-            "source": e.source,
-            "input": e.input,
-            "label_set": ls_id,
-            "model": ls.model,
-            "content_hash": ls.content_hash,
-            "current": current,
-            "run_id": ls.run_id,
-            "committed_at": ls.committed_at,
-            "counts": json.dumps(ls.counts, sort_keys=True, default=str),
-        }
-
-    ls_rows = [
-        row
-        for e in entries
-        for row in [ls_row(e, i, ls, True) for i, ls in sorted(e.label_sets.items())]
-        + [ls_row(e, i, ls, False) for i, commits in sorted(e.superseded.items()) for ls in commits]
-    ]
-    ls_schema = pa.schema([("source", pa.string()), ("input", pa.string()), ("label_set", pa.string()),
-                           ("model", pa.string()), ("content_hash", pa.string()), ("current", pa.bool_()),
-                           ("run_id", pa.string()), ("committed_at", pa.string()), ("counts", pa.string())])
-    return pa.Table.from_pylist(rows, schema=schema), pa.Table.from_pylist(ls_rows, schema=ls_schema)
+def _arrow(rows, columns: tuple[str, ...], types: dict[str, pa.DataType] | None = None) -> pa.Table:
+    types = types or {}
+    return pa.table({c: pa.array([r[i] for r in rows], types.get(c, pa.string())) for i, c in enumerate(columns)})
 
 
-def register(con, store: Store, snap: Snapshot | None = None) -> Snapshot:
-    """Create every view of ``store`` in the DuckDB connection ``con``; returns the snapshot."""
-    snap = snap or snapshot(store)
+def register(con, output: Output | None, snap: Snapshot | None = None) -> Snapshot:
+    """Create every view of ``output`` in the DuckDB connection ``con``; returns the snapshot.
+
+    The helper relations (``biogliner_input_order``, ``biogliner_committed``,
+    ``biogliner_committed_entities``, ``biogliner_current_label_sets``) and ``commits`` are
+    registered Arrow tables. ``output`` may be ``None`` for a local snapshot built by hand."""
+    if snap is None:
+        if output is None:
+            raise ValueError("register needs an output or a snapshot")
+        snap = snapshot(output)
     for w in snap.warnings:
         log.warning("%s", w)
-    order = pa.table(
-        {
-            "source": pa.array([r[0] for r in snap.input_order], pa.string()),
-            "input": pa.array([r[1] for r in snap.input_order], pa.string()),
-            "file_rank": pa.array([r[2] for r in snap.input_order], pa.int64()),
-        }
-    )
-    con.register("biogliner_input_order", order)
-    con.register(
-        LABEL_SETS_RELATION,
-        pa.table({c: pa.array([r[i] for r in snap.current_label_sets], pa.string()) for i, c in enumerate(_LABEL_SET_COLUMNS)}),
-    )
+    con.register(ORDER_RELATION, _arrow(snap.input_order, ("source", "input", "file_rank"), {"file_rank": pa.int64()}))
+    con.register(LABEL_SETS_RELATION, _arrow(snap.current_label_sets, _LABEL_SET_COLUMNS))
+    if snap.filtered:
+        con.register(COMMITTED_RELATION, _arrow(snap.committed, _COMMITTED_COLUMNS))
+        con.register(COMMITTED_ENTITIES_RELATION, _arrow(snap.committed_entities, _LABEL_SET_COLUMNS))
     d = _Dialect("duckdb")
     if snap.local:
 
-        def base(table: str) -> str | None:
-            files = snap.files[table]
-            return _duckdb_read(d, files) + " AS t" if files else None
+        def relation(table: str, files: list[str]) -> str:
+            return _duckdb_read(d, files) + " AS t"
     else:
         import pyarrow.dataset as ds
 
-        pafs, _ = io.pyarrow_filesystem(store.root_url, store.storage_options)
+        if output is None:
+            raise ValueError("an object-store snapshot needs its output (for the storage options)")
+        pafs, root_path = io.pyarrow_filesystem(output.root_url, output.storage_options)
 
-        def base(table: str) -> str | None:
-            files = snap.files[table]
-            if not files:
-                return None
-            paths = [io.filesystem(f, store.storage_options)[1] for f in files]
+        def relation(table: str, files: list[str]) -> str:
+            paths = [f.split("://", 1)[1] if "://" in f else f for f in files]
             dataset = ds.dataset(
                 paths,
                 schema=full_schema(table),
                 format="parquet",
                 filesystem=pafs,
                 partitioning=ds.partitioning(pa.schema(PARTITION_FIELDS), flavor="hive"),
-                partition_base_dir=f"{store.root}/{table}",
+                partition_base_dir=f"{root_path.rstrip('/')}/{table}",
             )
             con.register(_files_table(table), dataset)
             return f"{_files_table(table)} AS t"
 
-    for _, stmt in statements(snap, "duckdb", base, order_relation="biogliner_input_order"):
+    def base(table: str) -> str | None:
+        files = snap.files.get(table) or []
+        if not files:
+            return None
+        rel = relation(table, files)
+        return _filtered_base(d, table, rel) if snap.filtered else rel
+
+    for _, stmt in statements(snap, "duckdb", base):
         con.execute(stmt)
-    manifest, label_sets = manifest_tables(snap.entries)
-    con.register("manifest", manifest)
-    con.register("manifest_label_sets", label_sets)
+    if output is not None and snap.state is not None:
+        commits = output.commits_table(snap.version)
+    else:
+        commits = COMMITS.empty_table()
+    con.register("commits", commits)
     return snap
 
 
-def connect(output: str, storage_options: dict | None = None, *, con=None):
-    """A DuckDB connection (in memory unless ``con`` is given) with every view of ``output``."""
+def connect(
+    output_url: str,
+    storage_options: dict | None = None,
+    *,
+    con=None,
+    as_of: int | str | datetime | None = None,
+):
+    """A DuckDB connection (in memory unless ``con`` is given) with every view of ``output_url``
+    (as of an earlier commits-table version or time with ``as_of``, see :func:`snapshot`)."""
     import duckdb
 
-    store = Store(output, storage_options)
+    output = Output(output_url, storage_options)
     con = con if con is not None else duckdb.connect()
-    register(con, store)
+    register(con, output, snapshot(output, as_of))
     return con

@@ -1,5 +1,6 @@
-"""Test data for the store tests: small output roots written through ``Store.write_table`` +
-``Store.commit`` from real ``Document``/``Deletion``/``Entity`` records (no model, no Ray)."""
+"""Test data for the store tests: small output roots of Delta tables committed through
+``Output.commit_tables`` (one call per unit: its parse tables and one entities table per label
+set) from real ``Document``/``Deletion``/``Entity`` records (no model, no Ray)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 from biogliner.schema import TABLES, Deletion, Document, Entity, Passage
-from biogliner.store import layout
-from biogliner.store.manifest import LabelSetCommit, ManifestEntry, ParseCommit, Store
+from biogliner.store.delta import Unit, write_data_file
+from biogliner.store.output import ENTITIES, PARSE, Output, entities_unit_id, parse_unit_id
 
 LABEL_SET = "test@1"
 MODEL = "fp-test"
@@ -92,30 +93,79 @@ class InputSpec:
     errors: list[dict] = field(default_factory=list)  # rows of the errors table, less run_id
 
 
-def write_input(store: Store, spec: InputSpec, run_id: str, *, commit: bool = True, label_sets=((LABEL_SET, MODEL),)) -> ManifestEntry:
-    files: dict[str, list[str]] = {}
-    files["documents"] = [store.write_table("documents", spec.source, spec.input, run_id, doc_rows(spec.docs, run_id))]
-    files["passages"] = [store.write_table("passages", spec.source, spec.input, run_id, passage_rows(spec.docs, run_id))]
+def parse_tables(spec: InputSpec, run_id: str) -> dict[str, pa.Table]:
+    out = {"documents": doc_rows(spec.docs, run_id), "passages": passage_rows(spec.docs, run_id)}
     if spec.deletions:
-        files["deletions"] = [store.write_table("deletions", spec.source, spec.input, run_id, deletion_rows(spec.deletions, run_id))]
+        out["deletions"] = deletion_rows(spec.deletions, run_id)
     if spec.errors:
-        rows = pa.Table.from_pylist([{**e, "run_id": run_id} for e in spec.errors], schema=TABLES["errors"])
-        files["errors"] = [store.write_table("errors", spec.source, spec.input, run_id, rows)]
-    sets = {}
-    for ls_id, model in label_sets:
-        mentions = find_mentions(spec.docs, VOCAB)
-        rel = store.write_table(
-            "entities", spec.source, spec.input, layout.entities_stem(ls_id, run_id), entity_rows(mentions, run_id, ls_id, model)
-        )
-        sets[ls_id] = LabelSetCommit(run_id=run_id, model=model, files=[rel], counts={"entities": len(mentions)})
-    entry = ManifestEntry(
-        input=spec.input, source=spec.source, url=f"file:///inputs/{spec.input}.xml.gz", status="committed",
-        run_id=run_id, parse=ParseCommit(run_id=run_id, files=files, counts={"documents": len(spec.docs)}),
-        label_sets=sets,
+        out["errors"] = pa.Table.from_pylist([{**e, "run_id": run_id} for e in spec.errors], schema=TABLES["errors"])
+    return out
+
+
+def entity_tables(spec: InputSpec, run_id: str, label_sets) -> dict[str, pa.Table]:
+    mentions = find_mentions(spec.docs, VOCAB)
+    return {ls_id: entity_rows(mentions, run_id, ls_id, model) for ls_id, model in label_sets}
+
+
+def write_input(
+    output: Output,
+    spec: InputSpec,
+    run_id: str,
+    *,
+    label_sets=((LABEL_SET, MODEL),),
+    parse: bool = True,
+    parse_version: int = 1,
+    entity_versions: dict[str, int] | None = None,
+) -> dict[str, bool]:
+    """Commit one unit (the input ``spec``): its parse tables (unless ``parse=False``: a
+    re-annotation) and one entities table per ``(label set, model)``."""
+    models = {m for _, m in label_sets}
+    return output.commit_tables(
+        spec.source, spec.input, run_id,
+        parse=parse_tables(spec, run_id) if parse else None,
+        entities=entity_tables(spec, run_id, label_sets),
+        parse_version=parse_version,
+        entity_versions=entity_versions,
+        model=models.pop() if len(models) == 1 else None,
+        inputs=[{"input": spec.input, "url": f"file:///inputs/{spec.input}.xml.gz", "status": "committed"}],
+        counts={"documents": len(spec.docs)},
     )
-    if commit:
-        store.commit(entry)
-    return entry
+
+
+class Crash(RuntimeError):
+    """Raised by :func:`crash_before_commits`'s fault: the process 'dies' there."""
+
+
+def unit_batch(output: Output, spec: InputSpec, run_id: str, *, label_sets=((LABEL_SET, MODEL),),
+               parse_version: int = 1, entity_version: int = 1) -> list[Unit]:
+    """The units ``write_input`` would commit, written as files but not committed."""
+    pv = {"source": spec.source, "input": spec.input}
+    root, so = output.root_url, output.storage_options
+    common = {"source": spec.source, "input": spec.input, "run_id": run_id, "status": "committed"}
+    files = [write_data_file(root, t, rows, pv, so) for t, rows in parse_tables(spec, run_id).items() if rows.num_rows]
+    units = [Unit(parse_unit_id(spec.source, spec.input), parse_version, files,
+                  {**common, "kind": PARSE, "inputs": [{"input": spec.input, "status": "committed"}]})]
+    for ls_id, rows in entity_tables(spec, run_id, label_sets).items():
+        f = [write_data_file(root, "entities", rows, pv, so)] if rows.num_rows else []
+        units.append(Unit(entities_unit_id(spec.source, spec.input, ls_id), entity_version, f,
+                          {**common, "kind": ENTITIES, "label_set": ls_id, "model": dict(label_sets)[ls_id]}))
+    return units
+
+
+def crash_before_commits(output: Output, spec: InputSpec, run_id: str, **kw) -> list[Unit]:
+    """Commit a unit's data tables and 'crash' before its ``commits`` row: its files are in the
+    data tables' Delta logs, the unit is not committed. Returns the units (a rerun commits them)."""
+    units = unit_batch(output, spec, run_id, **kw)
+
+    def fault(point: str) -> None:
+        if point == "before:commits":
+            raise Crash(point)
+
+    try:
+        output.delta.commit_units(units, fault=fault)
+    except Crash:
+        return units
+    raise AssertionError("the fault did not fire")
 
 
 def pm(pmid: int, file: str, pos: int, title: str, abstract: str = "", year: int = 2020, version: int = 1) -> Document:
@@ -186,16 +236,20 @@ EXPECTED_CURRENT = {
 }
 
 
-def build_scenario(root: str, storage_options=None) -> Store:
+CRASHED = InputSpec("pubmed", "pubmed26n0005", docs=[pm(1, "pubmed26n0005", 0, "Ghost revision asthma.")],
+                    deletions=[pm_del(4, "pubmed26n0005", 1)])
+
+
+def build_scenario(root: str, storage_options=None, *, crashes: bool = True) -> Output:
     """Commit the scenario in a scrambled order (night 2 before night 1): the views must follow
-    file order, not commit order. Also leaves an uncommitted 'crashed run' file behind."""
-    store = Store(root, storage_options)
+    file order, not commit order. With ``crashes``, also leaves two crashed runs' rows in the
+    data tables' Delta logs, without their ``commits`` rows: a night 3 (``pubmed26n0005``,
+    revising pubmed:1 and deleting pubmed:4) and a re-commit of ``pubmed26n0001`` at version 2."""
+    output = Output(root, storage_options)
     specs = {s.input: s for s in scenario_inputs()}
     for name in ["pubmed26n0002", "PMC100.2", "pubmed26n0001", "pubmed26n0004", "PMC200.1", "pubmed26n0003", "PMC100.1"]:
-        write_input(store, specs[name], run_id=f"run-{name[-4:]}")
-    crashed = InputSpec("pubmed", "pubmed26n0005", docs=[pm(1, "pubmed26n0005", 0, "Ghost revision asthma.")],
-                        deletions=[pm_del(4, "pubmed26n0005", 1)])
-    write_input(store, crashed, run_id="run-crashed", commit=False)
-    # and a crashed re-run's file inside a committed partition
-    write_input(store, specs["pubmed26n0001"], run_id="run-crashed-b1", commit=False)
-    return store
+        write_input(output, specs[name], run_id=f"run-{name[-4:]}")
+    if crashes:
+        crash_before_commits(output, CRASHED, "run-crashed")
+        crash_before_commits(output, specs["pubmed26n0001"], "run-crashed-b1", parse_version=2, entity_version=2)
+    return output
