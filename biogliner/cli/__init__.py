@@ -14,7 +14,7 @@ import sys
 
 from biogliner import __version__
 
-SUBCOMMANDS = ("parse", "predict", "labels", "model", "annotate", "nightly", "sql", "eval", "finetune")
+SUBCOMMANDS = ("parse", "predict", "labels", "model", "annotate", "nightly", "sql", "store", "eval", "finetune")
 
 
 def build_parser() -> argparse.ArgumentParser:
