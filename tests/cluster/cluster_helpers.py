@@ -40,3 +40,34 @@ def python_commands(shell: str) -> list[list[str]]:
         if words and words[0] in ("python", "python3"):
             out.append(words)
     return out
+
+
+def committed_output(out_dir: Path) -> dict:
+    """What a finished annotation job committed under ``out_dir``, read from its Delta tables:
+    ``inputs`` (the input file names its units' current parse commits record), ``not_committed``
+    (units or input files whose status is not ``committed``), ``rows`` (table -> rows in the files
+    its Delta log names), ``orphans`` (data files on disk no Delta log names)."""
+    import pyarrow.parquet as pq
+
+    from biogliner.schema import TABLES
+    from biogliner.store.output import Output
+
+    output = Output(str(out_dir))
+    state = output.state()
+    members = state.members()
+    not_committed = [(r.input, r.error) for r in state.parse.values() if r.status != "committed"]
+    not_committed += [(m["input"], m.get("error")) for _, m in members.values() if m.get("status", "committed") != "committed"]
+    rows, orphans = {}, []
+    for table in TABLES:
+        files = output.files(table)
+        rows[table] = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+        on_disk = {str(p) for p in (out_dir / table).rglob("*.parquet") if "_delta_log" not in p.parts}
+        orphans += sorted(on_disk - set(files))
+    return {
+        "inputs": sorted(m.get("url", m["input"]).rsplit("/", 1)[-1] for _, m in members.values()),
+        "not_committed": not_committed,
+        "units": sorted(state.parse),
+        "label_sets": sorted(state.label_sets),
+        "rows": rows,
+        "orphans": orphans,
+    }

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from cluster_helpers import ROOT
+from cluster_helpers import ROOT, committed_output
 
 pytestmark = pytest.mark.slow
 
@@ -221,8 +221,6 @@ def test_requests_without_the_right_token_are_refused(head):
 
 
 def test_job_submit_annotates_the_sample_corpus(head, tiny_checkpoint, tmp_path):
-    from biogliner.store.manifest import Store
-
     if not (ROOT / "jobs" / "annotate.py").is_file():
         pytest.skip("jobs/annotate.py has not landed yet")
     out_dir = tmp_path / "out"
@@ -236,18 +234,13 @@ def test_job_submit_annotates_the_sample_corpus(head, tiny_checkpoint, tmp_path)
     assert _status(head, "bgl-e2e-ok") == "succeeded"
 
     inputs = sorted(p.name for p in SAMPLE.rglob("*") if p.is_file() and p.name.endswith(INPUT_SUFFIXES))
-    store = Store(str(out_dir))
-    entries = store.entries()
-    assert sorted(e.url.rsplit("/", 1)[-1] for e in entries) == inputs
-    assert all(e.status == "committed" for e in entries), [(e.input, e.error) for e in entries if e.status != "committed"]
-    import pyarrow.parquet as pq
-
+    got = committed_output(out_dir)
+    assert got["inputs"] == inputs, "the commits table does not record every sample input"
+    assert got["not_committed"] == []
+    assert got["units"] and got["label_sets"] == got["units"], "a unit lacks its entities commit"
     for table in ("documents", "passages", "entities"):
-        files = store.committed_files(table, entries)
-        assert files, f"no committed {table} files"
-        rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
-        assert rows > 0, f"{table} is empty"
-    assert store.garbage() == [], "files outside the manifest"
+        assert got["rows"][table] > 0, f"no committed {table} rows"
+    assert got["orphans"] == [], "data files no Delta log names"
     assert list((out_dir / "_runs").glob("*.json")), "no run summary"
 
 
@@ -265,7 +258,7 @@ def test_failing_job_reports_failed(head, tiny_checkpoint, tmp_path):
     assert _status(head, "bgl-e2e-fail") == "failed"
     logs = head.run(["ray", "job", "logs", f"--address={ADDRESS}", "bgl-e2e-fail"], timeout=60)
     assert "no-such-dir" in logs.stdout, logs.stdout[-3000:]
-    assert not (tmp_path / "out" / "_manifest").exists()
+    assert not (tmp_path / "out" / "commits").exists(), "the failed job committed something"
 
 
 # -- the recipe of docs/cluster.md, "ray job submit: local head and KubeRay", run as written -------
@@ -321,22 +314,17 @@ def recipe_ready():
 
 
 def test_job_submitted_as_the_docs_say_commits_its_tables(head, recipe_ready, tiny_checkpoint, tmp_path):
-    import pyarrow.parquet as pq
-
-    from biogliner.store.manifest import Store
-
     out_dir = tmp_path / "biogliner-output"
     res, job_id = _run_recipe(head, tmp_path, str(tiny_checkpoint), str(out_dir))
     assert res.returncode == 0, f"the docs recipe failed:\n{res.stdout[-6000:]}\n{res.stderr[-3000:]}"
     assert job_id and _status(head, job_id) == "succeeded"
     inputs = sorted(p.name for p in SAMPLE.rglob("*") if p.is_file() and p.name.endswith(INPUT_SUFFIXES))
-    store = Store(str(out_dir))
-    entries = store.entries()
-    assert sorted(e.url.rsplit("/", 1)[-1] for e in entries) == inputs
-    assert all(e.status == "committed" for e in entries)
+    got = committed_output(out_dir)
+    assert got["inputs"] == inputs and got["not_committed"] == []
+    assert got["units"] and got["label_sets"] == got["units"]
     for table in ("documents", "passages", "entities"):
-        assert sum(pq.ParquetFile(f).metadata.num_rows for f in store.committed_files(table, entries)) > 0, table
-    assert store.garbage() == []
+        assert got["rows"][table] > 0, table
+    assert got["orphans"] == []
 
 
 @pytest.mark.parametrize("case", ["relative-output", "missing-model"])
