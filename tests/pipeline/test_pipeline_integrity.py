@@ -96,20 +96,28 @@ def _current_and_history(out: Path):
     con = connect(str(out))
     current = con.execute("SELECT model, count(*) FROM current_entities WHERE label_set = 'tiny@1' GROUP BY model").fetchall()
     history = con.execute("SELECT model, count(*) FROM entities WHERE label_set = 'tiny@1' GROUP BY model").fetchall()
-    listing = con.execute("SELECT model, current, count(*) FROM manifest_label_sets GROUP BY model, current").fetchall()
+    # every entities commit of the label set, and whether it is its unit's current one (highest version)
+    listing = con.execute(
+        "SELECT model, version = max(version) OVER (PARTITION BY unit_id) AS current, count(*) OVER (PARTITION BY model, version) "
+        "FROM commits WHERE kind = 'entities' AND label_set = 'tiny@1'"
+    ).fetchall()
     return dict(current), dict(history), {(m, c): n for m, c, n in listing}
 
 
-def test_model_b_after_model_a_is_refused_before_ray(after_a, tiny_checkpoint, model_b, labels_file):
-    from biogliner.store.manifest import Store
+def _commits(out: Path) -> list:
+    from biogliner.store.output import Output
 
-    before = [e.to_json() for e in Store(str(after_a)).entries()]
+    return Output(str(out)).commits_table().to_pylist()
+
+
+def test_model_b_after_model_a_is_refused_before_ray(after_a, tiny_checkpoint, model_b, labels_file):
+    before = _commits(after_a)
     with pytest.raises(CommittedWithOtherModel) as err:
         annotate(_config(after_a, model_b, labels_file), ensure_ray=_no_ray)
     msg = str(err.value)
     assert _fingerprint(tiny_checkpoint) in msg and _fingerprint(model_b) in msg
     assert "--output" in msg and "version" in msg and "--reannotate" in msg and "tiny@1" in msg
-    assert [e.to_json() for e in Store(str(after_a)).entries()] == before  # nothing committed
+    assert _commits(after_a) == before  # nothing committed
 
 
 def test_cli_exit_status_3_before_ray(after_a, model_b, labels_file):
@@ -161,24 +169,27 @@ def test_reannotate_replaces_current_and_keeps_history(after_a, tiny_checkpoint,
     assert set(current) == {fb} and current[fb] > 0  # never a mix of models for one label set
     assert set(history) == {fa, fb} and history[fa] == before[fa]  # A's rows all kept as history
     assert history[fb] >= current[fb]  # (history also holds entities of superseded document versions)
-    n = summary.files_total  # every input: B's commit is current, A's is superseded
-    assert n > 0 and listing == {(fb, True): n, (fa, False): n}
+    from biogliner.store.output import Output
 
-    from biogliner.store.manifest import Store
+    n = len(Output(str(out)).state().parse)  # every unit: B's commit (version 2) is current, A's (version 1) is history
+    assert n > 0 and listing == {(fb, True): n, (fa, False): n}
 
     # the SQL script for other engines (here run by DuckDB itself) resolves current_entities the same way
     import duckdb
 
-    from biogliner.store.manifest import Store as _Store
     from biogliner.store.views import snapshot, views_sql
 
     con = duckdb.connect()
-    con.execute(views_sql(snapshot(_Store(str(out))), "duckdb"))
+    con.execute(views_sql(snapshot(Output(str(out))), "duckdb"))
     assert dict(con.execute("SELECT model, count(*) FROM current_entities WHERE label_set = 'tiny@1' GROUP BY model").fetchall()) == current
     assert dict(con.execute("SELECT model, count(*) FROM entities WHERE label_set = 'tiny@1' GROUP BY model").fetchall()) == history
+    # the maintained current table (refreshed at the end of the run) holds B's rows only, as the view
+    from deltalake import DeltaTable
 
-    # A's entity files are referenced (history), not garbage; A's parse files were re-derived
-    assert not [g for g in Store(str(out)).garbage() if g.startswith("entities/")]
+    maintained = DeltaTable(str(out / "current_entities")).to_pyarrow_table(filters=[("label_set", "=", "tiny@1")])
+    assert dict(__import__("collections").Counter(maintained.column("model").to_pylist())) == current
+    # the parse tables were not written again: only entities were committed (version 2)
+    assert {r.version for r in Output(str(out)).state().parse.values()} == {1}
     # a rerun of model B is a no-op; model A is now the one refused
     again = annotate(_config(out, model_b, labels_file), ensure_ray=_no_ray)
     assert again.files_skipped == again.files_total
@@ -200,7 +211,7 @@ def test_unreachable_hub_model_fails_before_ray_with_the_offline_hint(tmp_path):
     assert "nobody-here/no-such-model" in r.stderr  # BIOGLINER_MODEL was used
     assert 'section "Offline"' in r.stderr and "scripts/make_tiny_checkpoint.py" in r.stderr
     assert "starting a local Ray" not in r.stderr
-    assert not (tmp_path / "out" / "_manifest").exists()
+    assert not (tmp_path / "out" / "commits").exists()
     print(f"unreachable hub: exit {r.returncode} after {elapsed:.1f} s")
 
 
@@ -224,16 +235,15 @@ def test_every_model_command_honours_biogliner_model(args, tmp_path):
 def test_nightly_with_another_model_is_refused_before_ray(after_a, model_b, labels_file, tmp_path, monkeypatch):
     """A new update file must not be annotated by model B beside model A's commits (exit 3)."""
     from biogliner.cli import main
-    from biogliner.store.manifest import Store
 
     updates = tmp_path / "updatefiles"
     shutil.copytree(sample_corpus_path() / "pubmed", updates)
     shutil.copy(updates / "pubmed26n0002.xml.gz", updates / "pubmed26n0003.xml.gz")  # new tonight
     out = tmp_path / "out"
     shutil.copytree(after_a, out)
-    before = [e.to_json() for e in Store(str(out)).entries()]
+    before = _commits(out)
     monkeypatch.setattr("biogliner.pipeline.args.ray_connector", lambda connect, log: _no_ray)
     code = main(["nightly", "--pubmed-updates", str(updates), "--output", str(out), "--model", str(model_b),
                  "--labels", str(labels_file), "--progress", "none"])
     assert code == 3
-    assert [e.to_json() for e in Store(str(out)).entries()] == before
+    assert _commits(out) == before
