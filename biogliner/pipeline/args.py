@@ -84,6 +84,7 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     r.add_argument("--rows-per-call", type=int, default=None, metavar="N", help="about N passages per model-actor call, in whole micro-batches (default 16 x batch size; scores do not depend on it)")
     r.add_argument("--block-rows", type=int, default=512, metavar="N", help="passages a read task parses and tokenises per step (default 512; scores do not depend on it)")
     r.add_argument("--pmc-unit-size", type=int, default=2000, metavar="N", help="PMC article files per unit: one parse task, partition and commit each (default 2000)")
+    r.add_argument("--commit-wait", dest="commit_wait_s", type=float, default=1.0, metavar="S", help="completed units wait up to S seconds to be committed together (default 1; the driver's cost is per commit)")
     r.add_argument("--block-mb", dest="target_block_mb", type=float, default=8.0, metavar="MB", help="Ray Data block size target (default 8 MB)")
 
     o = p.add_argument_group("running")
@@ -118,6 +119,7 @@ def config_from_args(args: argparse.Namespace) -> AnnotateConfig:
         rows_per_call=args.rows_per_call,
         block_rows=args.block_rows,
         pmc_unit_size=args.pmc_unit_size,
+        commit_wait_s=args.commit_wait_s,
         target_block_mb=args.target_block_mb,
         storage_options=opts,
         device=args.device,

@@ -88,8 +88,18 @@ class Committer:
         run_id: str,
         faults: Faults | None = None,
         scoring: dict | None = None,
+        *,
+        wait_s: float = 0.0,
+        max_units: int = 256,
     ):
+        """``wait_s``/``max_units``: completed units are committed together once the oldest has
+        waited ``wait_s`` seconds or ``max_units`` are ready (the driver's cost is per Delta
+        commit, not per unit); :meth:`flush` commits the rest. ``wait_s=0``: at once."""
         self.output = output
+        self.wait_s = float(wait_s)
+        self.max_units = int(max_units)
+        self.ready: list[tuple[str, str]] = []
+        self.ready_since: float | None = None
         self.scoring = dict(scoring or {})
         self.units = {u.key: u for u in units}
         self.banks = {b.label_set_id: b for b in banks}
@@ -117,7 +127,7 @@ class Committer:
         mbs = batch.column("mbs").to_pylist()
         for r, kind in enumerate(kinds):
             key = (sources[r], inputs[r])
-            if key in self.done:
+            if key in self.done or key in self.ready:
                 self.duplicates += 1
                 continue
             p = self._pending(key)
@@ -131,12 +141,20 @@ class Committer:
             if kind != stream.WRITTEN_KIND:
                 raise ValueError(f"commit: unexpected row kind {kind!r} for {key[0]}/{key[1]}")
             self._take(p, mbs[r], batch.column("keys")[r].as_py(), json.loads(infos[r]))
-        complete = []
         for key in sorted(touched):
             p = self.pending.get(key)
-            if p is not None and p.end is not None and len(p.owner) >= p.end.get("micro_batches", 0):
-                complete.append(key)
-        return self._commit(complete) if complete else []
+            if p is not None and p.end is not None and len(p.owner) >= p.end.get("micro_batches", 0) and key not in self.ready:
+                self.ready.append(key)
+                if self.ready_since is None:
+                    self.ready_since = time.perf_counter()
+        if self.ready and (len(self.ready) >= self.max_units or time.perf_counter() - self.ready_since >= self.wait_s):
+            return self.flush()
+        return []
+
+    def flush(self) -> list[Committed]:
+        """Commit every completed unit not committed yet."""
+        ready, self.ready, self.ready_since = self.ready, [], None
+        return self._commit(ready) if ready else []
 
     def _pending(self, key: tuple[str, str]) -> _Pending:
         p = self.pending.get(key)

@@ -97,6 +97,7 @@ class AnnotateConfig:
     rows_per_call: int | None = None  # about this many passages per model-actor call, in whole micro-batches (default 16 x batch_size)
     block_rows: int = 512  # passages a read task parses and tokenises per step
     pmc_unit_size: int = 2000  # PMC article files per unit (one parse task, one partition, one commit)
+    commit_wait_s: float = 1.0  # completed units wait up to this long to be committed together (one Delta commit per table)
     target_block_mb: float = 8.0  # Ray Data merges yielded tables up to this size (DataContext.target_max_block_size)
     storage_options: dict[str, Any] = field(default_factory=dict)
     device: str | None = None
@@ -163,6 +164,8 @@ class AnnotateConfig:
             raise ConfigError(f"progress: auto, bars, log or none, got {self.progress!r}")
         if not self.target_block_mb > 0:
             raise ConfigError(f"target_block_mb: must be > 0, got {self.target_block_mb!r}")
+        if not self.commit_wait_s >= 0:
+            raise ConfigError(f"commit_wait_s: must be >= 0, got {self.commit_wait_s!r}")
         if self.log_every_s <= 0:
             raise ConfigError(f"log_every_s: must be > 0, got {self.log_every_s!r}")
         if not isinstance(self.storage_options, dict):
@@ -196,6 +199,7 @@ class AnnotateConfig:
             "rows_per_call": self.rows_per_call,
             "block_rows": self.block_rows,
             "pmc_unit_size": self.pmc_unit_size,
+            "commit_wait_s": self.commit_wait_s,
             "target_block_mb": self.target_block_mb,
             "storage_options_keys": sorted(self.storage_options),
             "device": self.device,

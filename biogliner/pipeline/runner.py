@@ -197,7 +197,9 @@ def _run_dataset(config, store, items, sources, summary, storage_options, bank_u
 
     score_info = _scoring(config, gpus)
     log.info("scores depend on: %s", ", ".join(f"{k}={v}" for k, v in score_info.items()))
-    committer = Committer(store, items, banks, config.run_id, Faults(config.fault, config.fault_dir), scoring=score_info)
+    committer = Committer(
+        store, items, banks, config.run_id, Faults(config.fault, config.fault_dir), scoring=score_info, wait_s=config.commit_wait_s
+    )
     t_run = time.perf_counter()
     n_files = sum(len(u.members) for u in items)
     stop, lock = threading.Event(), threading.Lock()
@@ -210,6 +212,9 @@ def _run_dataset(config, store, items, sources, summary, storage_options, bank_u
             for done in committer.add(batch):
                 with lock:
                     summary.add_committed(done)
+        for done in committer.flush():
+            with lock:
+                summary.add_committed(done)
     finally:
         stop.set()
     if config.progress != "none":

@@ -42,7 +42,7 @@ def corpus(tmp_path_factory) -> Path:
 
 def _args(corpus: Path, out: Path, tiny_checkpoint) -> list[str]:
     return ["--input", str(corpus), "--output", str(out), "--model", str(tiny_checkpoint), "--threshold", str(TINY_THRESHOLD),
-            "--progress", "none", "--rows-per-call", "16", "--block-rows", "24", "--max-parse-tasks", "1"]
+            "--progress", "none", "--rows-per-call", "16", "--block-rows", "24", "--max-parse-tasks", "1", "--commit-wait", "0"]
 
 
 def _run(args, env_extra=None):

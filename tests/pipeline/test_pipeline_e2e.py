@@ -172,7 +172,8 @@ def _cli(args, *, env_extra=None, cwd=None, timeout=240):
 
 def _cli_args(inputs, out, tiny_checkpoint):
     return ["--input", inputs["url"], "--output", out, "--model", str(tiny_checkpoint), "--threshold", str(TINY_THRESHOLD),
-            "--storage-options", json.dumps(CREDS), "--progress", "none", "--rows-per-call", "16", "--block-rows", "24"]
+            "--storage-options", json.dumps(CREDS), "--progress", "none", "--rows-per-call", "16", "--block-rows", "24",
+            "--commit-wait", "0"]
 
 
 def test_killed_twice_then_completed_despite_a_dead_actor_equals_a_clean_run(clean, inputs, bucket, tiny_checkpoint, ray_session, tmp_path):

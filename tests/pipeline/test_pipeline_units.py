@@ -344,6 +344,25 @@ def test_committer_rewrites_a_message_that_covers_some_micro_batches_twice(tmp_p
     assert done[0].entities == {"a@1": {"gene": 3}}
 
 
+def test_committer_commits_completed_units_together(tmp_path):
+    root = str(tmp_path / "out")
+    names = [f"pubmed26n00{i}0" for i in range(5)]
+    units = [WorkUnit("pubmed", n, (InputFile(f"/x/{n}.xml.gz", "pubmed", n, size=1),), ("a@1",), 1) for n in names]
+    out = Output(root)
+    c = Committer(out, units, [BankInfo("a@1", "fp", ("gene",))], "r1", wait_s=3600, max_units=2)
+    info = {"status": "committed", "error": None, "files": [], "members": [], "counts": {}, "timings": {}, "micro_batches": 0}
+    assert c.add(pa.Table.from_pylist([_end(names[0], info)], schema=stream.WRITTEN)) == []  # waits for company
+    assert out.state().records == ()
+    done = c.add(pa.Table.from_pylist([_end(n, info) for n in names[1:4]], schema=stream.WRITTEN))
+    assert [d.unit.input for d in done] == names[:4]  # 2 were enough: all ready ones go in one commit
+    from deltalake import DeltaTable
+
+    assert DeltaTable(f"{root}/commits").version() == 1  # created, then one Delta commit for four units
+    assert c.add(pa.Table.from_pylist([_end(names[4], info)], schema=stream.WRITTEN)) == []
+    assert [d.unit.input for d in c.flush()] == names[4:] and not c.incomplete()
+    assert len(out.state().parse) == 5
+
+
 def test_committer_adds_a_label_set_without_touching_the_others(tmp_path, sample_dir):
     item = identify(str(sample_dir / "pubmed" / "pubmed26n0001.xml.gz"))
     root = str(tmp_path / "out")
