@@ -635,12 +635,18 @@ def _arrow(rows, columns: tuple[str, ...], types: dict[str, pa.DataType] | None 
     return pa.table({c: pa.array([r[i] for r in rows], types.get(c, pa.string())) for i, c in enumerate(columns)})
 
 
-def register(con, output: Output | None, snap: Snapshot | None = None) -> Snapshot:
+def register(con, output: Output | None, snap: Snapshot | None = None, *, current: str = "auto") -> Snapshot:
     """Create every view of ``output`` in the DuckDB connection ``con``; returns the snapshot.
 
     The helper relations (``biogliner_input_order``, ``biogliner_committed``,
     ``biogliner_committed_entities``, ``biogliner_current_label_sets``) and ``commits`` are
-    registered Arrow tables. ``output`` may be ``None`` for a local snapshot built by hand."""
+    registered Arrow tables. ``output`` may be ``None`` for a local snapshot built by hand.
+
+    ``current``: where ``current_*`` come from. ``"maintained"``: the Delta tables kept at each
+    run's end (:mod:`biogliner.store.refresh`), fast at any scale; ``"views"``: resolved at read
+    time over the history (what an ``--as-of`` snapshot needs); ``"auto"`` (default): the
+    maintained tables when the snapshot is the latest state and they are up to date with the
+    commits table, else the read-time views."""
     if snap is None:
         if output is None:
             raise ValueError("register needs an output or a snapshot")
@@ -655,7 +661,7 @@ def register(con, output: Output | None, snap: Snapshot | None = None) -> Snapsh
     d = _Dialect("duckdb")
     if snap.local:
 
-        def relation(table: str, files: list[str]) -> str:
+        def relation(table: str, files: list[str], folder: str | None = None) -> str:
             return _duckdb_read(d, files) + " AS t"
     else:
         import pyarrow.dataset as ds
@@ -664,7 +670,7 @@ def register(con, output: Output | None, snap: Snapshot | None = None) -> Snapsh
             raise ValueError("an object-store snapshot needs its output (for the storage options)")
         pafs, root_path = io.pyarrow_filesystem(output.root_url, output.storage_options)
 
-        def relation(table: str, files: list[str]) -> str:
+        def relation(table: str, files: list[str], folder: str | None = None) -> str:
             paths = [f.split("://", 1)[1] if "://" in f else f for f in files]
             dataset = ds.dataset(
                 paths,
@@ -672,10 +678,10 @@ def register(con, output: Output | None, snap: Snapshot | None = None) -> Snapsh
                 format="parquet",
                 filesystem=pafs,
                 partitioning=ds.partitioning(pa.schema(PARTITION_FIELDS), flavor="hive"),
-                partition_base_dir=f"{root_path.rstrip('/')}/{table}",
+                partition_base_dir=f"{root_path.rstrip('/')}/{folder or table}",
             )
-            con.register(_files_table(table), dataset)
-            return f"{_files_table(table)} AS t"
+            con.register(_files_table(folder or table), dataset)
+            return f"{_files_table(folder or table)} AS t"
 
     def base(table: str) -> str | None:
         files = snap.files.get(table) or []
@@ -686,12 +692,42 @@ def register(con, output: Output | None, snap: Snapshot | None = None) -> Snapsh
 
     for _, stmt in statements(snap, "duckdb", base):
         con.execute(stmt)
+    if current not in ("auto", "maintained", "views"):
+        raise ValueError(f"current: auto, maintained or views, got {current!r}")
+    if current == "maintained" or (current == "auto" and _maintained_usable(output, snap)):
+        _register_maintained(con, output, snap, relation)
     if output is not None and snap.state is not None:
         commits = output.commits_table(snap.version)
     else:
         commits = COMMITS.empty_table()
     con.register("commits", commits)
     return snap
+
+
+def _maintained_usable(output: Output | None, snap: Snapshot) -> bool:
+    if output is None or snap.state is None or snap.as_of is not None:
+        return False
+    from biogliner.store.refresh import pending
+
+    waiting = pending(output.root_url, output.storage_options)
+    if waiting:
+        log.info("current_* resolved at read time: %d commit(s) not yet applied to the maintained tables", len(waiting))
+    return not waiting
+
+
+def _register_maintained(con, output: Output, snap: Snapshot, relation) -> None:
+    """``current_documents|passages|entities`` as views over the maintained Delta tables."""
+    from biogliner.store.current import CURRENT_TABLES, file_uris
+
+    d = _Dialect("duckdb")
+    for name in CURRENT_TABLES:
+        base = name.removeprefix("current_")
+        files = file_uris(output.root_url, name, output.storage_options)
+        if snap.local:
+            files = [f[len("file://"):] if f.startswith("file://") else f for f in files]
+        cols = ", ".join(f"t.{d.q(c)}" for c in view_columns(base))
+        body = f"SELECT {cols}\nFROM {relation(base, files, name)}" if files else d.empty(base)
+        con.execute(f"CREATE OR REPLACE VIEW {name} AS\n{body}")
 
 
 def connect(
