@@ -258,7 +258,7 @@ def child(spec_path: str, mode: str, query: str) -> None:
         from biogliner.store import views
 
         snap = views.Snapshot(
-            root_url=spec["root"], local=True, entries=(), files=spec["history"],
+            root_url=spec["root"], local=True, files=spec["history"],
             input_order=tuple(tuple(r) for r in spec["input_order"]),
             current_label_sets=tuple(tuple(r) for r in spec["label_sets"]),
         )

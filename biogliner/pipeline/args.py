@@ -11,9 +11,9 @@ from collections.abc import Callable
 from biogliner.pipeline.config import DEFAULT_OUTPUT, FAULT_DIR_ENV, FAULT_ENV, MODEL_ENV, AnnotateConfig, ConfigError
 
 DESCRIPTION = """Annotate PubMed/PMC XML with the GLiNER-biomed bi-encoder on Ray Data, writing
-partitioned Parquet tables (documents, passages, entities, deletions, errors) and one manifest
-entry per input file (the commit record). Reruns skip committed inputs; an interrupted run is
-completed by rerunning the same command."""
+Delta Lake tables (documents, passages, entities, deletions, errors, and a commits table: one row
+per committed unit and label set). Reruns skip committed inputs; an interrupted run is completed
+by rerunning the same command."""
 
 EPILOG = """examples:
   biogliner annotate                                        # bundled sample corpus -> ./biogliner-output

@@ -1,7 +1,7 @@
 """Label sets and label banks of a run, resolved on the driver.
 
 :func:`resolve_label_sets` is cheap (no model): it gives the label-set ids the plan compares with
-the manifest. :func:`prepare_banks` loads the checkpoint once on the driver (CPU), embeds every
+the commits table. :func:`prepare_banks` loads the checkpoint once on the driver (CPU), embeds every
 YAML/built-in set once, checks given bank files against the checkpoint's fingerprint, and saves
 all banks under ``<output>/_runs/<run_id>/banks/`` for the model actors to load. Never per batch.
 """

@@ -1,1 +1,2 @@
-"""The output store: table layout, the manifest (commit records) and SQL views over committed files."""
+"""The output store: Delta tables written by workers and committed by the driver (delta, output),
+the maintained current state (current, refresh), SQL views (views, sql), maintenance and locks."""

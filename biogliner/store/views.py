@@ -103,7 +103,6 @@ class Snapshot:
     as_of: int | datetime | None = None  # what was asked for: None (latest), a commits version or a time
     data_as_of: datetime | None = None  # the time the data tables were read at (None: their latest versions)
     tables: tuple[str, ...] = ()  # the Delta tables that exist (for the engine scripts; empty ones included)
-    entries: tuple = ()  # deprecated and ignored (manifest entries); kept for hand-built snapshots
 
     @property
     def filtered(self) -> bool:

@@ -144,7 +144,7 @@ def expected(tmp_path_factory) -> dict[str, list[tuple]]:
             if k not in latest or latest[k][1] < c.seq:
                 latest[k] = (c.run_id, c.seq)
     snap = views.Snapshot(
-        root_url=str(root), local=True, entries=(), files=files,
+        root_url=str(root), local=True, files=files,
         input_order=tuple(("pubmed", name, rank) for rank, name in enumerate(pubmed)),
         current_label_sets=tuple(sorted((*k, v[0]) for k, v in latest.items())),
     )
