@@ -1,8 +1,9 @@
-"""``biogliner store optimize|vacuum|history``: maintain an output root's Delta tables.
+"""``biogliner store optimize|vacuum|history|refresh``: maintain an output root's Delta tables.
 
   optimize  compact each table's small files (rows, app transactions and protocol 1/2 kept)
   vacuum    list (default) or delete (--apply) files no version needs, older than the retention
   history   a table's versions with the units each committed (default: the commits table)
+  refresh   apply committed units the maintained current_* tables lack (--check: only count them)
 
 See docs/sql.md, "Maintenance". Exit status: 0 ok, 1 a table failed (optimize/vacuum; the others
 are still handled), 2 usage error (a retention below 24 h without --force-short-retention
@@ -26,7 +27,7 @@ def register(subparsers) -> argparse.ArgumentParser:
 
     p = subparsers.add_parser(
         "store",
-        help="maintain an output root's Delta tables (optimize, vacuum, history)",
+        help="maintain an output root's Delta tables (optimize, vacuum, history, refresh)",
         description=__doc__.split("\n\n")[0],
         epilog=__doc__.split("\n\n", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -56,6 +57,10 @@ def register(subparsers) -> argparse.ArgumentParser:
     h.add_argument("--limit", type=int, default=20, metavar="N", help="the N latest versions (default 20)")
     h.add_argument("--units", type=int, default=10, metavar="N", help="readable table: list at most N units per version (default 10)")
     h.set_defaults(func=run_history)
+
+    r = sub.add_parser("refresh", parents=[common], help="apply committed units the maintained current_* tables lack (after a crash)")
+    r.add_argument("--check", action="store_true", help="only report how many commits are pending (exit 1 when some are)")
+    r.set_defaults(func=run_refresh)
 
     p.set_defaults(func=lambda args: _usage(p))
     return p
@@ -251,3 +256,33 @@ def run_history(args) -> int:
         if len(units) > args.units:
             sys.stdout.write(f"    ... and {len(units) - args.units} more (--units N, or --format json for all)\n")
     return EXIT_OK
+
+
+# --------------------------------------------------------------------------------------------- refresh
+def run_refresh(args) -> int:
+    """Bring current_documents/passages/entities up to the commits table (each annotate/nightly run
+    does it at its end; this catches up after a run that died between its commits and that step)."""
+    opts, status = _options(args)
+    if status is not None:
+        return status
+    from biogliner.store.output import NoCommitsError, Output
+    from biogliner.store.refresh import pending, refresh_current
+
+    try:
+        Output(args.output, opts).require_commits()
+        waiting = pending(args.output, opts)
+    except NoCommitsError as exc:
+        _error(str(exc))
+        return EXIT_STORE
+    if args.check:
+        if args.format == "json":
+            _json_lines([{"pending": len(waiting), "units": [r.unit_id for r in waiting]}])
+        else:
+            sys.stdout.write(f"{len(waiting)} commit(s) not applied to the current tables\n")
+        return 1 if waiting else 0
+    result = refresh_current(args.output, opts) if waiting else {"units": 0, "batches": 0, "seconds": 0.0}
+    if args.format == "json":
+        _json_lines([{k: result.get(k) for k in ("units", "partitions", "batches", "seconds")}])
+    else:
+        sys.stdout.write(f"applied {result.get('units', 0)} commit(s) to the current tables in {result.get('seconds', 0.0):.1f} s\n")
+    return 0

@@ -49,3 +49,16 @@ def test_maintained_current_tables_equal_the_read_time_views_and_auto_picks_them
     assert con.execute("SELECT count(*) FROM current_entities WHERE label_set = 'late@1'").fetchone()[0] > 0
     refresh_current(output.root_url)
     assert _rows(output, "maintained") == _rows(output, "views")
+
+
+def test_store_refresh_cli_catches_up_after_a_run_that_died_before_refreshing(tmp_path, capsys):
+    from biogliner.cli import main
+
+    output = build_scenario(str(tmp_path / "out"))
+    root = output.root_url
+    assert main(["store", "refresh", "--output", root, "--check"]) == 1
+    assert "not applied" in capsys.readouterr().out
+    assert main(["store", "refresh", "--output", root]) == 0
+    assert "applied" in capsys.readouterr().out and up_to_date(root)
+    assert main(["store", "refresh", "--output", root, "--check"]) == 0
+    assert main(["store", "refresh", "--output", str(tmp_path / "nothing")]) == 3
