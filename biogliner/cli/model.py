@@ -45,18 +45,12 @@ def add_labels_tokenizer_option(parser: argparse.ArgumentParser) -> None:
 
 
 def add_backend_option(parser) -> None:
-    """``--backend``: declared here once, used by ``predict``, ``eval``, ``annotate`` and ``nightly``
-    (and the Ray jobs); the choices are :data:`biogliner.pipeline.config.BACKENDS`."""
-    from biogliner.pipeline.config import BACKENDS
+    """``--backend``: declared once, on :class:`biogliner.pipeline.config.AnnotateConfig`, and used by
+    ``predict``, ``eval``, ``annotate`` and ``nightly`` (and the Ray jobs)."""
+    from biogliner.pipeline.args import add_option
+    from biogliner.pipeline.config import cli_fields
 
-    parser.add_argument(
-        "--backend",
-        choices=BACKENDS,
-        default="torch",
-        help="text encoder: torch (default), onnx (onnxruntime, CPU and fp32 only, exported once per checkpoint and "
-        "cached; scores differ from torch in the last bits) or onnx-int8 (int8 weights: faster, approximate); "
-        "the onnx ones need pip install 'biogliner[onnx]' (docs/model.md)",
-    )
+    add_option(parser, next(f for f in cli_fields() if f.name == "backend"))
 
 
 def register(subparsers) -> argparse.ArgumentParser:

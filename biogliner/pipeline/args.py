@@ -8,7 +8,7 @@ import logging
 import os
 from collections.abc import Callable
 
-from biogliner.pipeline.config import DEFAULT_OUTPUT, FAULT_DIR_ENV, FAULT_ENV, MODEL_ENV, AnnotateConfig, ConfigError
+from biogliner.pipeline.config import FAULT_DIR_ENV, AnnotateConfig, ConfigError, cli_fields
 
 DESCRIPTION = """Annotate PubMed/PMC XML with the GLiNER-biomed bi-encoder on Ray Data, writing
 Delta Lake tables (documents, passages, entities, deletions, errors, and a commits table: one row
@@ -29,110 +29,56 @@ set made by another model or another content of the label set (nothing was run: 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_MISMATCH = 0, 1, 2, 3
 
 
+def add_option(parser, f) -> None:
+    """Add the option of config field ``f`` (:func:`biogliner.pipeline.config.option`) to ``parser``."""
+    cli = f.metadata["cli"]
+    kwargs = dict(cli["kwargs"])
+    kwargs.setdefault("dest", f.name)
+    if kwargs.get("action") in ("store_true", "store_false"):
+        pass  # argparse's own default (False / True) is the field's
+    elif kwargs.get("action") == "append" or cli["json_object"]:
+        kwargs["default"] = None  # absent: the field's default (see config_from_args)
+    else:
+        kwargs["default"] = f.default
+    parser.add_argument(cli["flag"], **kwargs)
+
+
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    io_ = p.add_argument_group("inputs and outputs")
-    io_.add_argument(
-        "--input",
-        dest="inputs",
-        action="append",
-        default=None,
-        metavar="URL",
-        help="input file, glob or prefix (local or fsspec URL; repeatable). Default: the bundled sample corpus",
-    )
-    io_.add_argument("--output", default=DEFAULT_OUTPUT, metavar="URL", help=f"output root (default: {DEFAULT_OUTPUT})")
-    io_.add_argument(
-        "--storage-options",
-        default=None,
-        metavar="JSON",
-        help='fsspec storage options as JSON, e.g. \'{"endpoint_url": "http://127.0.0.1:9000"}\' '
-        "(default: AWS_ENDPOINT_URL from the environment for s3://; credentials from the AWS chain)",
-    )
-    io_.add_argument("--no-verify-md5", dest="verify_md5", action="store_false", help="do not check .md5 sidecars")
-    io_.add_argument("--run-id", default="", help="run id (default: UTC timestamp + random suffix)")
-
-    m = p.add_argument_group("model and labels")
-    m.add_argument("--model", default="", metavar="M", help=f"checkpoint: hub id, local dir or URL (default: ${MODEL_ENV} or GLiNER-biomed bi-small)")
-    m.add_argument("--revision", dest="model_revision", default=None, help="hub revision of --model")
-    m.add_argument("--cache-dir", default=None, help="local cache for checkpoints fetched from the hub or a URL")
-    m.add_argument(
-        "--labels",
-        action="append",
-        default=None,
-        metavar="SET",
-        help="label set: built-in name, YAML path/URL, or pre-embedded bank (.safetensors); repeatable (default: biomed)",
-    )
-    m.add_argument("--threshold", type=float, default=None, help="override every label's threshold (recorded in the label-set version)")
-    m.add_argument(
-        "--reannotate",
-        action="store_true",
-        help="when the output holds a requested label set made by another model or label-set content: replace its "
-        "entities for these inputs in a new commit (current_entities: only the new rows; the entities history keeps both)",
-    )
-    m.add_argument("--device", default=None, help="torch device of the model workers (default: cuda if available)")
-    m.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32", help="model precision (default fp32)")
-    from biogliner.cli.model import add_backend_option  # declared once, shared with predict and eval
-
-    add_backend_option(m)
-
-    r = p.add_argument_group("resources")
-    r.add_argument("--num-model-workers", type=int, default=1, metavar="N", help="model actors (default 1)")
-    r.add_argument("--gpus-per-worker", type=float, default=None, metavar="G", help="GPUs per model actor (default: 1 if the cluster has GPUs, else 0)")
-    r.add_argument("--cpus-per-worker", type=float, default=1.0, metavar="C", help="CPUs per model actor (default 1)")
-    r.add_argument("--model-threads", type=int, default=None, metavar="T", help="torch threads of a CPU model actor (default: its CPUs)")
-    r.add_argument("--max-parse-tasks", type=int, default=4, metavar="N", help="parse tasks in flight (default 4)")
-    r.add_argument("--batch-size", type=int, default=8, metavar="N", help="texts per encoder forward pass (default 8)")
-    r.add_argument("--rows-per-call", type=int, default=None, metavar="N", help="about N passages per model-actor call, in whole micro-batches (default 16 x batch size; scores do not depend on it)")
-    r.add_argument("--block-rows", type=int, default=512, metavar="N", help="passages a read task parses and tokenises per step (default 512; scores do not depend on it)")
-    r.add_argument("--pmc-unit-size", type=int, default=2000, metavar="N", help="PMC article files per unit: one parse task, partition and commit each (default 2000)")
-    r.add_argument("--commit-wait", dest="commit_wait_s", type=float, default=1.0, metavar="S", help="completed units wait up to S seconds to be committed together (default 1; the driver's cost is per commit)")
-    r.add_argument("--block-mb", dest="target_block_mb", type=float, default=8.0, metavar="MB", help="Ray Data block size target (default 8 MB)")
-
-    o = p.add_argument_group("running")
-    o.add_argument("--progress", choices=("auto", "bars", "log", "none"), default="auto", help="progress bars (tty) or periodic log lines")
-    o.add_argument("--log-every", dest="log_every_s", type=float, default=30.0, metavar="S", help="seconds between progress log lines")
-    o.add_argument("--fault", default=None, help=argparse.SUPPRESS)  # fault injection, tests only
+    """The annotate options, generated from :class:`AnnotateConfig`'s fields, in their groups."""
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for f in cli_fields():
+        group = f.metadata["cli"]["group"]
+        if group not in groups:
+            groups[group] = p.add_argument_group(group)
+        add_option(groups[group], f)
     return p
 
 
 def config_from_args(args: argparse.Namespace) -> AnnotateConfig:
-    """Build the validated config; raises :class:`ConfigError` naming the bad option."""
-    opts = {}
-    if args.storage_options:
-        try:
-            opts = json.loads(args.storage_options)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"--storage-options: not valid JSON ({exc})") from None
-    return AnnotateConfig(
-        inputs=tuple(args.inputs or ()),
-        output=args.output,
-        model=args.model,
-        model_revision=args.model_revision,
-        cache_dir=args.cache_dir,
-        labels=tuple(args.labels or ("biomed",)),
-        threshold=args.threshold,
-        num_model_workers=args.num_model_workers,
-        gpus_per_worker=args.gpus_per_worker,
-        cpus_per_worker=args.cpus_per_worker,
-        model_threads=args.model_threads,
-        max_parse_tasks=args.max_parse_tasks,
-        batch_size=args.batch_size,
-        rows_per_call=args.rows_per_call,
-        block_rows=args.block_rows,
-        pmc_unit_size=args.pmc_unit_size,
-        commit_wait_s=args.commit_wait_s,
-        target_block_mb=args.target_block_mb,
-        storage_options=opts,
-        device=args.device,
-        precision=args.precision,
-        backend=args.backend,
-        run_id=args.run_id,
-        verify_md5=args.verify_md5,
-        reannotate=getattr(args, "reannotate", False),
-        progress=args.progress,
-        log_every_s=args.log_every_s,
-        fault=args.fault or os.environ.get(FAULT_ENV) or None,
-        fault_dir=os.environ.get(FAULT_DIR_ENV) or None,
-    )
+    """Build the validated config from the options :func:`add_arguments` declared; raises
+    :class:`ConfigError` naming the bad option."""
+    values: dict = {}
+    for f in cli_fields():
+        cli = f.metadata["cli"]
+        value = getattr(args, f.name, None)
+        if cli["json_object"]:
+            if value:
+                try:
+                    value = json.loads(value)
+                except json.JSONDecodeError as exc:
+                    raise ConfigError(f"{cli['flag']}: not valid JSON ({exc})") from None
+            else:
+                continue
+        elif cli["kwargs"].get("action") == "append":
+            if not value:
+                continue
+            value = tuple(value)
+        if value is None and cli["env"]:
+            value = os.environ.get(cli["env"]) or None
+        if value is None and f.default is not None:
+            continue  # not given: the field's default
+        values[f.name] = value
+    return AnnotateConfig(**values, fault_dir=os.environ.get(FAULT_DIR_ENV) or None)
 
 
 def ray_env_vars() -> dict[str, str]:

@@ -6,6 +6,7 @@ Only ``jobs/annotate.py`` and ``biogliner annotate`` build it from argv (through
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -70,6 +71,27 @@ def default_model() -> str:
     return getattr(model, "DEFAULT_MODEL", "Ihor/gliner-biomed-bi-small-v1.0")
 
 
+IO, MODEL, RESOURCES, RUNNING = "inputs and outputs", "model and labels", "resources", "running"
+
+
+def option(default: Any, flag: str, group: str, *, json_object: bool = False, env: str | None = None, **argparse_kwargs: Any):
+    """A config field that is also a command-line option: its flag, argparse group and keywords
+    live here, next to the field, and :mod:`biogliner.pipeline.args` generates the parser and
+    reads it back from these (one declaration per option). ``json_object``: the value is given
+    as a JSON object string; ``env``: an environment variable used when the flag is absent."""
+    meta = {"cli": {"flag": flag, "group": group, "json_object": json_object, "env": env, "kwargs": argparse_kwargs}}
+    if isinstance(default, (dict, list)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def cli_fields() -> list:
+    """The fields of :class:`AnnotateConfig` that are command-line options, in declaration order."""
+    from dataclasses import fields
+
+    return [f for f in fields(AnnotateConfig) if "cli" in f.metadata]
+
+
 @dataclass(frozen=True)
 class AnnotateConfig:
     """Everything the annotation job needs; see ``biogliner annotate --help`` for each option.
@@ -83,35 +105,65 @@ class AnnotateConfig:
     the model fingerprint.
     """
 
-    inputs: tuple[str, ...] = ()
-    output: str = DEFAULT_OUTPUT
-    model: str = ""  # "" -> $BIOGLINER_MODEL or DEFAULT_MODEL
-    labels: tuple[str, ...] = ("biomed",)
-    threshold: float | None = None
-    num_model_workers: int = 1
-    gpus_per_worker: float | None = None
-    cpus_per_worker: float = 1.0
-    model_threads: int | None = None  # torch threads in a CPU model actor (default: Ray's, = its CPUs)
-    max_parse_tasks: int = 4  # parse tasks in flight (bounds driver memory; see docs/pipeline.md)
-    batch_size: int = 8  # texts per encoder forward pass
-    rows_per_call: int | None = None  # about this many passages per model-actor call, in whole micro-batches (default 16 x batch_size)
-    block_rows: int = 512  # passages a read task parses and tokenises per step
-    pmc_unit_size: int = 2000  # PMC article files per unit (one parse task, one partition, one commit)
-    commit_wait_s: float = 1.0  # completed units wait up to this long to be committed together (one Delta commit per table)
-    target_block_mb: float = 8.0  # Ray Data merges yielded tables up to this size (DataContext.target_max_block_size)
-    storage_options: dict[str, Any] = field(default_factory=dict)
-    device: str | None = None
-    precision: Precision = "fp32"
-    backend: Backend = "torch"  # text encoder: PyTorch, or onnxruntime on CPU actors (onnx, onnx-int8)
-    model_revision: str | None = None
-    cache_dir: str | None = None
-    run_id: str = ""  # "" -> new_run_id()
-    verify_md5: bool = True
-    progress: Progress = "auto"
-    log_every_s: float = 30.0
-    reannotate: bool = False  # replace label sets committed with another model/content (see biogliner.pipeline.plan)
-    fault: str | None = None  # fault-injection spec for tests (see biogliner.pipeline.faults)
-    fault_dir: str | None = None
+    # -- inputs and outputs
+    inputs: tuple[str, ...] = option(
+        (), "--input", IO, dest="inputs", action="append", metavar="URL",
+        help="input file, glob or prefix (local or fsspec URL; repeatable). Default: the bundled sample corpus")
+    output: str = option(DEFAULT_OUTPUT, "--output", IO, metavar="URL", help=f"output root (default: {DEFAULT_OUTPUT})")
+    storage_options: dict[str, Any] = option(
+        {}, "--storage-options", IO, metavar="JSON", json_object=True,
+        help='fsspec storage options as JSON, e.g. \'{"endpoint_url": "http://127.0.0.1:9000"}\' '
+        "(default: AWS_ENDPOINT_URL from the environment for s3://; credentials from the AWS chain)")
+    verify_md5: bool = option(True, "--no-verify-md5", IO, action="store_false", help="do not check .md5 sidecars")
+    run_id: str = option("", "--run-id", IO, help="run id (default: UTC timestamp + random suffix)")  # "" -> new_run_id()
+    # -- model and labels
+    model: str = option("", "--model", MODEL, metavar="M",
+                        help=f"checkpoint: hub id, local dir or URL (default: ${MODEL_ENV} or GLiNER-biomed bi-small)")
+    model_revision: str | None = option(None, "--revision", MODEL, help="hub revision of --model")
+    cache_dir: str | None = option(None, "--cache-dir", MODEL, help="local cache for checkpoints fetched from the hub or a URL")
+    labels: tuple[str, ...] = option(
+        ("biomed",), "--labels", MODEL, action="append", metavar="SET",
+        help="label set: built-in name, YAML path/URL, or pre-embedded bank (.safetensors); repeatable (default: biomed)")
+    threshold: float | None = option(None, "--threshold", MODEL, type=float,
+                                     help="override every label's threshold (recorded in the label-set version)")
+    reannotate: bool = option(
+        False, "--reannotate", MODEL, action="store_true",
+        help="when the output holds a requested label set made by another model or label-set content: replace its "
+        "entities for these inputs in a new commit (current_entities: only the new rows; the entities history keeps both)")
+    device: str | None = option(None, "--device", MODEL, help="torch device of the model workers (default: cuda if available)")
+    precision: Precision = option("fp32", "--precision", MODEL, choices=("fp32", "bf16", "fp16"), help="model precision (default fp32)")
+    backend: Backend = option(
+        "torch", "--backend", MODEL, choices=BACKENDS,
+        help="text encoder: torch (default), onnx (onnxruntime, CPU and fp32 only, exported once per checkpoint and "
+        "cached; scores differ from torch in the last bits) or onnx-int8 (int8 weights: faster, approximate); "
+        "the onnx ones need pip install 'biogliner[onnx]' (docs/model.md)")
+    # -- resources
+    num_model_workers: int = option(1, "--num-model-workers", RESOURCES, type=int, metavar="N", help="model actors (default 1)")
+    gpus_per_worker: float | None = option(None, "--gpus-per-worker", RESOURCES, type=float, metavar="G",
+                                           help="GPUs per model actor (default: 1 if the cluster has GPUs, else 0)")
+    cpus_per_worker: float = option(1.0, "--cpus-per-worker", RESOURCES, type=float, metavar="C", help="CPUs per model actor (default 1)")
+    model_threads: int | None = option(None, "--model-threads", RESOURCES, type=int, metavar="T",
+                                       help="torch threads of a CPU model actor (default: its CPUs)")
+    max_parse_tasks: int = option(4, "--max-parse-tasks", RESOURCES, type=int, metavar="N",
+                                  help="parse tasks in flight (default 4; bounds driver memory, see docs/pipeline.md)")
+    batch_size: int = option(8, "--batch-size", RESOURCES, type=int, metavar="N", help="texts per encoder forward pass (default 8)")
+    rows_per_call: int | None = option(
+        None, "--rows-per-call", RESOURCES, type=int, metavar="N",
+        help="about N passages per model-actor call, in whole micro-batches (default 16 x batch size; scores do not depend on it)")
+    block_rows: int = option(512, "--block-rows", RESOURCES, type=int, metavar="N",
+                             help="passages a read task parses and tokenises per step (default 512; scores do not depend on it)")
+    pmc_unit_size: int = option(2000, "--pmc-unit-size", RESOURCES, type=int, metavar="N",
+                                help="PMC article files per unit: one parse task, partition and commit each (default 2000)")
+    commit_wait_s: float = option(1.0, "--commit-wait", RESOURCES, type=float, metavar="S",
+                                  help="completed units wait up to S seconds to be committed together (default 1; the driver's cost is per commit)")
+    target_block_mb: float = option(8.0, "--block-mb", RESOURCES, type=float, metavar="MB", help="Ray Data block size target (default 8 MB)")
+    # -- running
+    progress: Progress = option("auto", "--progress", RUNNING, choices=("auto", "bars", "log", "none"),
+                                help="progress bars (tty) or periodic log lines")
+    log_every_s: float = option(30.0, "--log-every", RUNNING, type=float, metavar="S", help="seconds between progress log lines")
+    # fault injection for tests (biogliner.pipeline.faults): --fault (hidden) or $BIOGLINER_FAULT, one value
+    fault: str | None = option(None, "--fault", RUNNING, env=FAULT_ENV, help=argparse.SUPPRESS)
+    fault_dir: str | None = field(default=None)  # from $BIOGLINER_FAULT_DIR (config_from_args)
 
     def __post_init__(self) -> None:
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
@@ -183,29 +235,13 @@ class AnnotateConfig:
         return replace(self, **changes)
 
     def public_dict(self) -> dict[str, Any]:
-        """The config for run summaries: storage options (may hold credentials) are left out."""
-        return {
-            "inputs": list(self.inputs),
-            "output": self.output,
-            "model": self.model,
-            "labels": list(self.labels),
-            "threshold": self.threshold,
-            "num_model_workers": self.num_model_workers,
-            "gpus_per_worker": self.gpus_per_worker,
-            "cpus_per_worker": self.cpus_per_worker,
-            "model_threads": self.model_threads,
-            "max_parse_tasks": self.max_parse_tasks,
-            "batch_size": self.batch_size,
-            "rows_per_call": self.rows_per_call,
-            "block_rows": self.block_rows,
-            "pmc_unit_size": self.pmc_unit_size,
-            "commit_wait_s": self.commit_wait_s,
-            "target_block_mb": self.target_block_mb,
-            "storage_options_keys": sorted(self.storage_options),
-            "device": self.device,
-            "precision": self.precision,
-            "backend": self.backend,
-            "run_id": self.run_id,
-            "verify_md5": self.verify_md5,
-            "reannotate": self.reannotate,
-        }
+        """The config for run summaries: storage options (may hold credentials) appear as their
+        keys only, and the test-only fault settings not at all."""
+        out: dict[str, Any] = {}
+        for f in cli_fields():
+            value = getattr(self, f.name)
+            if f.name == "storage_options":
+                out["storage_options_keys"] = sorted(value)
+            elif f.name != "fault":
+                out[f.name] = list(value) if isinstance(value, tuple) else value
+        return out

@@ -60,6 +60,35 @@ def test_args_build_the_same_config():
         config_from_args(p.parse_args(["--storage-options", "{nope", "--model", "m"]))
 
 
+def test_each_option_is_declared_once_on_the_config(monkeypatch):
+    """The parser is generated from AnnotateConfig's fields: every field but fault_dir is an
+    option, absent options give the field's default, and a value given reaches its field."""
+    from dataclasses import fields
+
+    from biogliner.pipeline.config import cli_fields
+
+    monkeypatch.delenv("BIOGLINER_FAULT", raising=False)
+    assert {f.name for f in fields(AnnotateConfig)} - {f.name for f in cli_fields()} == {"fault_dir"}
+    p = add_arguments(argparse.ArgumentParser())
+    base = config_from_args(p.parse_args(["--model", "m", "--run-id", "r1"]))
+    assert base == AnnotateConfig(model="m", run_id="r1")
+    given = {"--input": ["a.xml"], "--output": "/o", "--storage-options": '{"k": 1}', "--run-id": "r2", "--revision": "v1",
+             "--cache-dir": "/c", "--labels": ["core"], "--threshold": "0.7", "--device": "cpu", "--precision": "bf16",
+             "--num-model-workers": "3", "--gpus-per-worker": "0.5", "--cpus-per-worker": "2", "--model-threads": "2",
+             "--max-parse-tasks": "5", "--batch-size": "4", "--rows-per-call": "40", "--block-rows": "9", "--pmc-unit-size": "7",
+             "--commit-wait": "0.5", "--block-mb": "2", "--progress": "log", "--log-every": "5", "--fault": "ner.call=1",
+             "--no-verify-md5": None, "--reannotate": None, "--backend": "torch"}
+    argv = ["--model", "m2"]
+    for flag, v in given.items():
+        for one in v if isinstance(v, list) else [v]:
+            argv += [flag] if one is None else [flag, one]
+    c = config_from_args(p.parse_args(argv))
+    changed = {f.name for f in fields(AnnotateConfig) if getattr(c, f.name) != getattr(base, f.name)}
+    assert changed == {f.name for f in cli_fields()} - {"backend"}  # backend given as its default
+    assert c.storage_options == {"k": 1} and c.inputs == ("a.xml",) and c.labels == ("core",) and c.fault == "ner.call=1"
+    assert set(c.public_dict()) == {f.name for f in cli_fields() if f.name not in ("storage_options", "fault")} | {"storage_options_keys"}
+
+
 def test_fault_spec():
     assert parse_fault_spec("driver.after_commit=2,ner.call=1") == {"driver.after_commit": 2, "ner.call": 1}
     with pytest.raises(ConfigError):
