@@ -224,7 +224,7 @@ def test_killed_nightly_then_rerun_equals_a_clean_nightly(tmp_path, ray_session,
     model = str(tiny_checkpoint)
     env = dict(os.environ, RAY_ADDRESS=ray_session.get_runtime_context().gcs_address)
     r = subprocess.run([sys.executable, "-m", "biogliner", "nightly", *nightly_args(inputs, killed, model),
-                        "--fault", "driver.after_commit=1"], cwd=ROOT, env=env, capture_output=True, text=True,
+                        "--fault", "driver.after_commit=1", "--commit-wait", "0"], cwd=ROOT, env=env, capture_output=True, text=True,
                        timeout=300)
     assert r.returncode == 137, r.stderr[-3000:]
     assert len(Output(killed).state().parse) == 1
