@@ -13,7 +13,8 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
-    from biogliner.pipeline.args import DESCRIPTION, EPILOG, add_arguments, run_from_args
+    from biogliner.pipeline.args import DESCRIPTION, EPILOG, add_arguments
+    from biogliner.pipeline.launch import run_from_args
 
     parser = argparse.ArgumentParser(
         prog="jobs/annotate.py", description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter

@@ -2,10 +2,10 @@
 
 What is measured is the real driver code, fed what the model stage sends it:
 
-- ``delta``: :class:`biogliner.pipeline.commit.Committer` (the driver of the Delta store) fed
+- ``delta``: :class:`biogliner.pipeline.stages.commit.Committer` (the driver of the Delta store) fed
   ``stream.WRITTEN`` rows. Beforehand (timed apart, not part of the capacity), a thread pool
   plays the parse tasks and the model actors with :func:`biogliner.store.delta.write_data_file`:
-  per unit a documents file and a passages file (what ``biogliner/pipeline/parse.py`` writes;
+  per unit a documents file and a passages file (what ``biogliner/pipeline/stages/read.py`` writes;
   no deletions or errors), and one entities file per simulated model-actor call (``ner.py``
   writes one file per unit and label set per call). The messages are built as those stages build
   them: one ``written`` row per call (``mbs``: the call's micro-batch ids, ``keys``: the pickled
@@ -72,7 +72,7 @@ import pyarrow as pa
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from biogliner.pipeline import stream  # noqa: E402
+from biogliner.pipeline.stages import stream  # noqa: E402
 from biogliner.schema import DOCUMENTS, ENTITIES, PASSAGES  # noqa: E402
 from biogliner.store.delta import write_data_file  # noqa: E402
 
@@ -247,7 +247,7 @@ def delta_adds(group: list[dict], messages_per_add: int) -> list[pa.Table]:
 
 
 def delta_pass(root: str, shape: Shape, units: int, units_per_add: int, args) -> dict:
-    from biogliner.pipeline.commit import BankInfo, Committer
+    from biogliner.pipeline.stages.commit import BankInfo, Committer
     from biogliner.pipeline.plan import InputFile, WorkUnit
     from biogliner.store.output import Output
 
@@ -570,7 +570,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "method": (
             "delta: worker threads write each unit's parse files and one entities file per simulated model call with "
-            "write_data_file (timed apart); then biogliner.pipeline.commit.Committer.add is fed the WRITTEN rows and end rows "
+            "write_data_file (timed apart); then biogliner.pipeline.stages.commit.Committer.add is fed the WRITTEN rows and end rows "
             "the parse tasks and model actors send, units_per_add units completing per closing add; timed: every add call "
             "(intake + commit_units). pre_delta: the Committer and manifest Store of git revision peer_rev, loaded from git "
             "into a temporary package, fed the same blocks of model output as ANNOTATED passage rows (peer_rows_per_add per add); it writes the entities and PUTs "

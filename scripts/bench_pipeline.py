@@ -4,7 +4,7 @@
 In ONE run, alternating:
 - ``model``: ``BiEncoder.predict`` alone (same checkpoint, banks, batch size and torch threads as
   the model actor) on exactly the passages the job annotates, in the driver process;
-- ``job``: the whole annotation job (``biogliner.pipeline.runner.annotate``: plan, bank
+- ``job``: the whole annotation job (``biogliner.pipeline.job.annotate``: plan, bank
   embedding, parse + tokenise tasks, the model actor, writes, commits) on the same documents, on
   a local Ray started once, each time into a fresh output root;
 - ``job_2x``: the same job on twice the documents. ``N / (t(2N) - t(N))`` is the job's marginal
@@ -92,7 +92,7 @@ class ModelAlone:
 
 def time_job(shard_dir: Path, ckpt: Path, args, threads: int) -> tuple[float, float, dict]:
     from biogliner.pipeline.config import AnnotateConfig
-    from biogliner.pipeline.runner import annotate
+    from biogliner.pipeline.job import annotate
 
     out = tempfile.mkdtemp(prefix="bench-out-", dir=args.workdir)
     cfg = AnnotateConfig(
@@ -113,7 +113,7 @@ def time_job(shard_dir: Path, ckpt: Path, args, threads: int) -> tuple[float, fl
 
 
 def bench_parse(workdir: Path, n_records: int) -> dict:
-    from biogliner.pipeline.parse import ParseParams, parse_input
+    from biogliner.pipeline.stages.read import ParseParams, parse_input
     from biogliner.pipeline.plan import identify
     from biogliner.testing.synthetic import make_pubmed_shard
     from biogliner.sources import iter_events

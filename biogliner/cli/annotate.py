@@ -21,6 +21,6 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from biogliner.pipeline.args import run_from_args
+    from biogliner.pipeline.launch import run_from_args
 
     return run_from_args(args, connect="local")

@@ -72,7 +72,8 @@ def run_from_args(args: argparse.Namespace, *, connect: str) -> int:
     """Shared body of ``biogliner nightly`` and ``jobs/nightly.py``."""
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    from biogliner.pipeline.args import config_from_args, ray_connector
+    from biogliner.pipeline.args import config_from_args
+    from biogliner.pipeline.launch import ray_connector
     from biogliner.pipeline.config import ConfigError
     from biogliner.pipeline.nightly import NightlyConfig, run_nightly
     from biogliner.store.lock import LockError, LockHeldError
@@ -101,7 +102,7 @@ def run_from_args(args: argparse.Namespace, *, connect: str) -> int:
         print(f"biogliner nightly: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if connect == "cluster":  # a Ray job: refuse paths that cannot work there, before the lock
-        from biogliner.pipeline.args import job_path_problems
+        from biogliner.pipeline.launch import job_path_problems
 
         problems = job_path_problems(cfg.annotate)
         for problem in problems:

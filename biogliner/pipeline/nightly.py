@@ -279,7 +279,7 @@ def plan_nightly(cfg: NightlyConfig, output) -> NightlyPlan:
 def run_nightly(cfg: NightlyConfig, *, ensure_ray: Callable[[], None] | None = None) -> NightlyResult:
     """Lock, plan, annotate what is missing, release. Raises
     :class:`biogliner.store.lock.LockHeldError` when another nightly holds the lock."""
-    from biogliner.pipeline.runner import annotate
+    from biogliner.pipeline.job import annotate
     from biogliner.store.lock import Heartbeat, StoreLock
     from biogliner.store.output import Output
 

@@ -40,7 +40,7 @@ class RunSummary:
         return cls(run_id=config.run_id, started_at=ts, config=config.public_dict())
 
     def add_committed(self, done) -> None:
-        """Count a committed unit (:class:`biogliner.pipeline.commit.Committed`): its input files,
+        """Count a committed unit (:class:`biogliner.pipeline.stages.commit.Committed`): its input files,
         each committed or failed (a failed file's error is in the ``errors`` table)."""
         members = done.members or [{"input": m.input, "url": m.url, "status": done.status, "error": done.error} for m in done.unit.members]
         for m in members:

@@ -198,7 +198,7 @@ def test_job_runtime_env_merges_with_the_drivers_own(name, manifests, monkeypatc
     """Under `ray job submit`, the job's env_vars are in the driver's environment; if the driver's
     ray.init(runtime_env=...) forwards any of the same keys, Ray refuses the job unless
     RAY_OVERRIDE_JOB_RUNTIME_ENV=1 (seen in the e2e test before the flag was added)."""
-    from biogliner.pipeline.args import ray_env_vars
+    from biogliner.pipeline.launch import ray_env_vars
 
     env = yaml.safe_load(job_spec_of(manifests[name])["runtimeEnvYAML"])["env_vars"]
     for key, value in env.items():

@@ -42,7 +42,7 @@ def test_every_entry_point_parses_the_same_backend(script, monkeypatch):
     assert config_from_args(build_parser().parse_args([script, "--output", "/o", *extra])).backend == "torch"
     # the job script declares nothing itself: the same option, from the same function
     captured = {}
-    owner = "biogliner.pipeline.args" if script == "annotate" else "biogliner.cli.nightly"
+    owner = "biogliner.pipeline.launch" if script == "annotate" else "biogliner.cli.nightly"
     monkeypatch.setattr(f"{owner}.run_from_args", lambda args, connect: captured.setdefault("args", args) and 0)
     job.main(["--backend", "onnx-int8", "--output", "/o", *extra])
     assert isinstance(captured["args"], argparse.Namespace) and captured["args"].backend == "onnx-int8"
@@ -69,7 +69,7 @@ def test_missing_onnxruntime_fails_before_ray(command, monkeypatch, tmp_path, ca
 
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # `import onnxruntime` now raises ImportError
     calls = []
-    monkeypatch.setattr("biogliner.pipeline.runner.annotate", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr("biogliner.pipeline.job.annotate", lambda *a, **k: calls.append(a))
     monkeypatch.setattr("biogliner.pipeline.nightly.run_nightly", lambda *a, **k: calls.append(a))
     out = tmp_path / "out"
     inputs = ["--pubmed-updates", str(tmp_path)] if command == "nightly" else ["--input", str(tmp_path)]
@@ -87,7 +87,7 @@ def test_annotate_actor_loads_the_backend(tiny_checkpoint, tmp_path):
     from biogliner.labels import load_label_set
     from biogliner.model import BiEncoder
     from biogliner.model.onnx_encoder import OnnxBackbone
-    from biogliner.pipeline.ner import Annotate
+    from biogliner.pipeline.stages.model import Annotate
 
     ckpt = shutil.copytree(tiny_checkpoint, tmp_path / "tiny-bi")
     bank_url = str(tmp_path / "bank.safetensors")
@@ -152,7 +152,7 @@ def test_annotate_backend_onnx_reaches_the_actors_and_is_recorded(ray_session, t
 
 
 def test_a_named_labels_tokenizer_reaches_the_ray_workers(monkeypatch):
-    from biogliner.pipeline.args import ray_env_vars
+    from biogliner.pipeline.launch import ray_env_vars
 
     monkeypatch.setenv("BIOGLINER_LABELS_TOKENIZER", "/models/all-MiniLM-L6-v2")
     assert ray_env_vars()["BIOGLINER_LABELS_TOKENIZER"] == "/models/all-MiniLM-L6-v2"

@@ -8,7 +8,7 @@ import sys
 import types
 
 import pytest
-from biogliner.pipeline.args import ray_connector, ray_env_vars
+from biogliner.pipeline.launch import ray_connector, ray_env_vars
 
 
 @pytest.fixture
@@ -44,7 +44,7 @@ def test_annotate_and_nightly_share_the_connector():
     import inspect
 
     from biogliner.cli import nightly
-    from biogliner.pipeline import args
+    from biogliner.pipeline import launch
 
     assert "ray.init" not in inspect.getsource(nightly) and "ray_connector(connect" in inspect.getsource(nightly)
-    assert "ray_connector(connect" in inspect.getsource(args.run_from_args)
+    assert "ray_connector(connect" in inspect.getsource(launch.run_from_args)

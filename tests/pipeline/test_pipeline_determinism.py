@@ -16,10 +16,10 @@ import pyarrow as pa
 import pytest
 from pipeline_helpers import TINY_THRESHOLD
 
-from biogliner.pipeline import stream
-from biogliner.pipeline.batching import GROUPING, WINDOW_BATCHES, group_window, micro_batches
-from biogliner.pipeline.parse import ParseParams, parse_input
 from biogliner.pipeline.plan import WorkUnit, identify
+from biogliner.pipeline.stages import stream
+from biogliner.pipeline.stages.batching import GROUPING, WINDOW_BATCHES, group_window, micro_batches
+from biogliner.pipeline.stages.read import ParseParams, parse_input
 from biogliner.testing.synthetic import make_pubmed_shard
 
 # -- the grouping rule ------------------------------------------------------------------------
@@ -87,7 +87,7 @@ def shard(tmp_path_factory):
 
 
 def test_micro_batches_do_not_depend_on_parse_blocks(shard, tiny_checkpoint, tmp_path):
-    from biogliner.pipeline.tokenize import Tokenize
+    from biogliner.pipeline.stages.tokenize import Tokenize
 
     encode = Tokenize(str(tiny_checkpoint)).encode
     item = _unit(shard)
@@ -128,7 +128,7 @@ def test_batch_composition_changes_scores_which_is_why_it_is_fixed(tiny_checkpoi
     from biogliner.labels import load_label_set
     from biogliner.model import BiEncoder
     from biogliner.pipeline.banks import _override_threshold
-    from biogliner.pipeline.tokenize import Tokenize
+    from biogliner.pipeline.stages.tokenize import Tokenize
 
     texts = [r["text"] for r in _rows(pa.concat_tables(parse_input(_unit(shard), _params(tmp_path, 1000)))) if r["kind"] == stream.PASSAGE]
     encoded = Tokenize(str(tiny_checkpoint)).encode(texts[:48])
@@ -174,7 +174,7 @@ def _sorted(t: pa.Table) -> pa.Table:
 @pytest.mark.slow
 def test_actors_rows_per_call_and_block_sizes_do_not_change_a_byte(ray_session, tiny_checkpoint, shard, tmp_path):
     from biogliner.pipeline.config import AnnotateConfig
-    from biogliner.pipeline.runner import annotate
+    from biogliner.pipeline.job import annotate
     from biogliner.sources import sample_corpus_path
     from biogliner.store.output import Output
 

@@ -18,10 +18,10 @@ import pytest
 from pipeline_helpers import TINY_THRESHOLD, corrupt_shard_bytes, read_tables, upload_dir
 
 from biogliner.pipeline.config import AnnotateConfig
-from biogliner.pipeline.runner import annotate
-from biogliner.testing.synthetic import make_pubmed_shard
+from biogliner.pipeline.job import annotate
 from biogliner.schema import Deletion, Document
 from biogliner.sources import iter_events, sample_corpus_path
+from biogliner.testing.synthetic import make_pubmed_shard
 
 ROOT = Path(__file__).resolve().parents[2]
 # dummy credentials of the test server, passed explicitly so that Ray workers started before the

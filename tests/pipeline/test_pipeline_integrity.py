@@ -20,8 +20,8 @@ import pytest
 from pipeline_helpers import TINY_THRESHOLD
 
 from biogliner.pipeline.config import AnnotateConfig
+from biogliner.pipeline.job import annotate
 from biogliner.pipeline.plan import CommittedWithOtherModel
-from biogliner.pipeline.runner import annotate
 from biogliner.sources import sample_corpus_path
 
 LABELS_YAML = """name: tiny
@@ -242,7 +242,7 @@ def test_nightly_with_another_model_is_refused_before_ray(after_a, model_b, labe
     out = tmp_path / "out"
     shutil.copytree(after_a, out)
     before = _commits(out)
-    monkeypatch.setattr("biogliner.pipeline.args.ray_connector", lambda connect, log: _no_ray)
+    monkeypatch.setattr("biogliner.pipeline.launch.ray_connector", lambda connect, log: _no_ray)
     code = main(["nightly", "--pubmed-updates", str(updates), "--output", str(out), "--model", str(model_b),
                  "--labels", str(labels_file), "--progress", "none"])
     assert code == 3

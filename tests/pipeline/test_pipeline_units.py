@@ -11,13 +11,13 @@ import pyarrow.parquet as pq
 import pytest
 from pipeline_helpers import corrupt_shard_bytes
 
-from biogliner.pipeline import stream
 from biogliner.pipeline.args import add_arguments, config_from_args
-from biogliner.pipeline.commit import BankInfo, Committer
 from biogliner.pipeline.config import AnnotateConfig, ConfigError
 from biogliner.pipeline.faults import parse_fault_spec
-from biogliner.pipeline.parse import ParseParams, parse_input
 from biogliner.pipeline.plan import InputFile, WorkUnit, expand_inputs, identify, make_plan, pmc_unit_name
+from biogliner.pipeline.stages import stream
+from biogliner.pipeline.stages.commit import BankInfo, Committer
+from biogliner.pipeline.stages.read import ParseParams, parse_input
 from biogliner.schema import TABLES, Deletion, Document, Skip
 from biogliner.sources import iter_events
 from biogliner.store.output import Output
@@ -415,9 +415,9 @@ def test_micro_batches_and_annotate_match_predict_in_order(tiny_checkpoint, samp
     from biogliner.labels import load_label_set
     from biogliner.model import BiEncoder
     from biogliner.pipeline.banks import _override_threshold
-    from biogliner.pipeline.batching import micro_batches
-    from biogliner.pipeline.ner import Annotate
-    from biogliner.pipeline.tokenize import Tokenize
+    from biogliner.pipeline.stages.batching import micro_batches
+    from biogliner.pipeline.stages.model import Annotate
+    from biogliner.pipeline.stages.tokenize import Tokenize
 
     url = str(sample_dir / "pubmed" / "pubmed26n0001.xml.gz")
     parsed = pa.concat_tables(parse_input(_unit(identify(url)), _params(tmp_path / "out", block_rows=1000)))
@@ -475,7 +475,7 @@ def test_micro_batches_and_annotate_match_predict_in_order(tiny_checkpoint, samp
 
 
 def test_stages_name_the_missing_columns():
-    from biogliner.pipeline.batching import micro_batches
+    from biogliner.pipeline.stages.batching import micro_batches
 
     no_text = pa.table({f.name: pa.array([], f.type) for f in stream.KEY_FIELDS + [stream.INFO_FIELD]})
     with pytest.raises(KeyError, match="micro_batches: input batch lacks columns \\['text'\\]"):

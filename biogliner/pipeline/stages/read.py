@@ -24,9 +24,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from biogliner.pipeline import stream
 from biogliner.pipeline.faults import Faults
 from biogliner.pipeline.plan import WorkUnit
+from biogliner.pipeline.stages import stream
 from biogliner.schema import DELETIONS, DOCUMENTS, ERRORS, PASSAGES, Deletion, Document, Skip
 
 log = logging.getLogger(__name__)
@@ -223,9 +223,9 @@ def _document_row(d: Document) -> dict[str, Any]:
 def parse_datasource(items: list[WorkUnit], params: ParseParams, tokenize=None, batch_size: int | None = None):
     """A Ray Data datasource: one read task per input, each streaming several blocks.
 
-    With ``tokenize`` (a :class:`~biogliner.pipeline.tokenize.Tokenize`) and ``batch_size``, the
+    With ``tokenize`` (a :class:`~biogliner.pipeline.stages.tokenize.Tokenize`) and ``batch_size``, the
     read task also tokenises its passages and groups them into the model stage's micro-batches
-    (:func:`biogliner.pipeline.batching.micro_batches`): chunking and tokenising stay in CPU
+    (:func:`biogliner.pipeline.stages.batching.micro_batches`): chunking and tokenising stay in CPU
     tasks (Ray Data would otherwise fuse a separate map stage into the model actors), and the
     batches depend on the input alone."""
     if tokenize is not None and batch_size is None:
@@ -236,7 +236,7 @@ def parse_datasource(items: list[WorkUnit], params: ParseParams, tokenize=None, 
         if tokenize is None:
             yield from blocks
         else:
-            from biogliner.pipeline.batching import micro_batches
+            from biogliner.pipeline.stages.batching import micro_batches
 
             yield from micro_batches(blocks, tokenize.encode, batch_size)
 

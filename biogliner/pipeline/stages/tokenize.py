@@ -1,6 +1,6 @@
 """Chunk-and-tokenise (CPU): passage texts -> ``EncodedText`` (chunking, never truncation).
 
-Runs inside the read tasks (see :mod:`biogliner.pipeline.batching`), not in the model actors.
+Runs inside the read tasks (see :mod:`biogliner.pipeline.stages.batching`), not in the model actors.
 The ``Preprocessor`` (tokenizer + config, no weights) is loaded once per worker process and
 cached. Encoding is per text: a text's ``EncodedText`` does not depend on the texts beside it.
 """

@@ -3,7 +3,7 @@
 ``__init__`` loads the checkpoint and the run's label banks ONCE per actor, from paths/URLs
 (never objects shipped through the object store); each bank is checked against the loaded
 checkpoint's fingerprint. ``__call__`` runs each micro-batch row (grouped by the read task, see
-:mod:`biogliner.pipeline.batching`) as one ``BiEncoder.predict_encoded`` call under every bank in
+:mod:`biogliner.pipeline.stages.batching`) as one ``BiEncoder.predict_encoded`` call under every bank in
 one encoder pass, writes the entities of each unit in the call as one Delta data file per label
 set (:func:`biogliner.store.delta.write_data_file`: invisible until committed) and returns one
 small ``written`` row per unit for the driver. ``end`` rows pass through.
@@ -19,8 +19,8 @@ from dataclasses import asdict
 
 import pyarrow as pa
 
-from biogliner.pipeline import stream
 from biogliner.pipeline.faults import Faults
+from biogliner.pipeline.stages import stream
 from biogliner.schema import ENTITIES
 from biogliner.store.delta import write_data_file
 
@@ -84,7 +84,7 @@ class Annotate:
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         """``stream.BATCHED`` rows -> ``stream.WRITTEN`` rows: each ``batch`` row (one
-        micro-batch, see :mod:`biogliner.pipeline.batching`) is run on its own, as one unit of
+        micro-batch, see :mod:`biogliner.pipeline.stages.batching`) is run on its own, as one unit of
         scoring; the entities of each unit in the call are written as one file per label set,
         and one ``written`` row names them; ``end`` rows pass through."""
         self.faults.hit("ner.call", once_key="actor")

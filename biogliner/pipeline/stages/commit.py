@@ -3,7 +3,7 @@
 No entity row travels to the driver. A parse task writes its unit's parse tables and ends with an
 ``end`` row naming those files (and how many micro-batches the unit has); the model actors write
 the entity files and send one ``written`` row per unit and call, naming its files and the
-micro-batches they cover (:data:`biogliner.pipeline.stream.WRITTEN`). Rows arrive in any order,
+micro-batches they cover (:data:`biogliner.pipeline.stages.stream.WRITTEN`). Rows arrive in any order,
 interleaved across units, possibly twice (Ray retries a lost task or actor call, which writes new
 files): per unit the :class:`Committer` keeps which message first covered each micro-batch. A
 message whose micro-batches are all covered already is dropped (its files are never committed:
@@ -30,9 +30,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from biogliner.pipeline import stream
 from biogliner.pipeline.faults import Faults
 from biogliner.pipeline.plan import WorkUnit
+from biogliner.pipeline.stages import stream
 from biogliner.store.delta import DataFile, Unit, write_data_file
 from biogliner.store.output import ENTITIES, PARSE, Output, entities_unit_id, parse_unit_id, versions
 

@@ -1,6 +1,6 @@
-"""The annotation job: plan -> parse -> tokenise -> NER (actor pool) -> write + commit -> summary.
+"""The annotation job: plan -> parse -> tokenise -> NER (actor pool) -> commit -> refresh -> summary.
 
-:func:`annotate` is the library entrypoint. It never starts Ray: when there is work to do it
+:class:`AnnotateJob` plans once and runs; :func:`annotate` is the library entrypoint. It never starts Ray: when there is work to do it
 calls ``ensure_ray()`` (given by the CLI/job script) and expects Ray to be initialised after it.
 Before Ray, on the driver: the plan (which compares the model's fingerprint and each label
 set's content hash with what the output holds, see :mod:`biogliner.pipeline.plan`), then, when
@@ -19,71 +19,94 @@ from collections.abc import Callable
 
 from biogliner import io as bio
 from biogliner.pipeline.banks import prepare_banks, resolve_label_sets
-from biogliner.pipeline.commit import BankInfo, Committer
 from biogliner.pipeline.config import AnnotateConfig
 from biogliner.pipeline.driver_model import DriverModel
 from biogliner.pipeline.faults import Faults
-from biogliner.pipeline.parse import ParseParams, parse_datasource
-from biogliner.pipeline.plan import InputFile, make_plan, settle_partial
+from biogliner.pipeline.plan import InputFile, Plan, make_plan, settle_partial
+from biogliner.pipeline.stages.commit import BankInfo, Committer
+from biogliner.pipeline.stages.read import ParseParams, parse_datasource
 from biogliner.pipeline.summary import RunSummary
 from biogliner.store import layout
 
 log = logging.getLogger(__name__)
 
 
+class AnnotateJob:
+    """One run of the annotation job: :meth:`plan` once (on the driver, no Ray), then :meth:`run`.
+
+    ``identified``: the inputs as the caller already identified them (the nightly), in place of
+    listing ``config.inputs`` again (:func:`biogliner.pipeline.plan.make_plan`)."""
+
+    def __init__(self, config: AnnotateConfig, *, identified: tuple[InputFile, ...] | None = None):
+        from biogliner.store.output import Output
+
+        self.config = config
+        self.identified = identified
+        self.storage_options = bio.resolve_storage_options(config.output, config.storage_options)
+        self.output = Output(config.output, self.storage_options)
+        self.sources = resolve_label_sets(config.labels, config.threshold, config.storage_options)
+        self.model = DriverModel(config.model, revision=config.model_revision, cache_dir=config.cache_dir, storage_options=config.storage_options)
+        self._plan: Plan | None = None
+
+    def plan(self) -> Plan:
+        """What this run will do (computed once): units to run, files already committed. Raises
+        :class:`~biogliner.pipeline.plan.CommittedWithOtherModel` before anything is written."""
+        if self._plan is None:
+            c = self.config
+            self._plan = make_plan(
+                c.inputs,
+                self.output,
+                [s.id for s in self.sources],
+                c.storage_options,
+                expected={s.id: s.label_set.content_hash() for s in self.sources},
+                fingerprint=self.model.fingerprint,
+                reannotate=c.reannotate,
+                identified=self.identified,
+                pmc_unit_size=c.pmc_unit_size,
+            )
+        return self._plan
+
+    def run(self, ensure_ray: Callable[[], None] | None = None) -> RunSummary:
+        """Run the plan; returns the summary (also saved under ``_runs/``). ``ensure_ray`` is called
+        only when there is work, after the model and the banks are checked."""
+        config, store = self.config, self.output
+        started = time.time()
+        t0 = time.perf_counter()
+        plan = self.plan()
+        summary = RunSummary.start(config, started)
+        summary.files_total = plan.total
+        summary.files_skipped = len(plan.done)
+        log.info("plan: %d input file(s), %d already committed; %d unit(s) to do", plan.total, len(plan.done), len(plan.todo))
+        try:
+            if plan.todo:
+                settle_partial(store, plan)
+                t_banks = time.perf_counter()
+                # before Ray: a missing/unreachable model fails in seconds, and an ONNX backend's
+                # export (cached next to the checkpoint for the actors) is made and checked here
+                encoder = self.model.load(backend=config.backend)
+                bank_dir = bio.join(config.output, "_runs", config.run_id, "banks")
+                bank_urls, fingerprint = prepare_banks(self.sources, config.model, bank_dir, storage_options=config.storage_options, encoder=encoder)
+                del encoder
+                summary.model_fingerprint = fingerprint
+                summary.timings["banks_s"] = round(time.perf_counter() - t_banks, 3)
+                if ensure_ray is not None:
+                    ensure_ray()
+                _execute(config, store, plan, self.sources, summary, self.storage_options, bank_urls, fingerprint)
+            _refresh_current(config, self.storage_options, summary)
+        except BaseException as exc:  # saved in the run summary, then re-raised: committed units stay committed
+            summary.fatal = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            summary.finish(time.perf_counter() - t0)
+            summary.url = store.put_json(layout.run_relpath(config.run_id), summary.to_dict())
+        return summary
+
+
 def annotate(
     config: AnnotateConfig, *, ensure_ray: Callable[[], None] | None = None, identified: tuple[InputFile, ...] | None = None
 ) -> RunSummary:
-    """Run the job described by ``config``; returns its summary (also saved under ``_runs/``).
-    ``identified``: the inputs as the caller already identified them (the nightly), in place of
-    listing ``config.inputs`` again (:func:`biogliner.pipeline.plan.make_plan`)."""
-    from biogliner.store.output import Output
-
-    started = time.time()
-    t0 = time.perf_counter()
-    storage_options = bio.resolve_storage_options(config.output, config.storage_options)
-    store = Output(config.output, storage_options)
-    sources = resolve_label_sets(config.labels, config.threshold, config.storage_options)
-    set_ids = [s.id for s in sources]
-    model = DriverModel(config.model, revision=config.model_revision, cache_dir=config.cache_dir, storage_options=config.storage_options)
-    plan = make_plan(
-        config.inputs,
-        store,
-        set_ids,
-        config.storage_options,
-        expected={s.id: s.label_set.content_hash() for s in sources},
-        fingerprint=model.fingerprint,
-        reannotate=config.reannotate,
-        identified=identified,
-        pmc_unit_size=config.pmc_unit_size,
-    )
-    summary = RunSummary.start(config, started)
-    summary.files_total = plan.total
-    summary.files_skipped = len(plan.done)
-    log.info("plan: %d input file(s), %d already committed; %d unit(s) to do", plan.total, len(plan.done), len(plan.todo))
-    try:
-        if plan.todo:
-            settle_partial(store, plan)
-            t_banks = time.perf_counter()
-            # before Ray: a missing/unreachable model fails in seconds, and an ONNX backend's
-            # export (cached next to the checkpoint for the actors) is made and checked here
-            encoder = model.load(backend=config.backend)
-            bank_dir = bio.join(config.output, "_runs", config.run_id, "banks")
-            bank_urls, fingerprint = prepare_banks(sources, config.model, bank_dir, storage_options=config.storage_options, encoder=encoder)
-            del encoder
-            summary.model_fingerprint = fingerprint
-            summary.timings["banks_s"] = round(time.perf_counter() - t_banks, 3)
-            if ensure_ray is not None:
-                ensure_ray()
-            _execute(config, store, plan, sources, summary, storage_options, bank_urls, fingerprint)
-        _refresh_current(config, storage_options, summary)
-    except BaseException as exc:  # saved in the run summary, then re-raised: committed inputs stay committed
-        summary.fatal = f"{type(exc).__name__}: {exc}"
-        raise
-    finally:
-        summary.finish(time.perf_counter() - t0)
-        summary.url = store.put_json(layout.run_relpath(config.run_id), summary.to_dict())
-    return summary
+    """Plan and run the job described by ``config`` (:class:`AnnotateJob`); returns its summary."""
+    return AnnotateJob(config, identified=identified).run(ensure_ray)
 
 
 def _execute(config, store, plan, sources, summary: RunSummary, storage_options, bank_urls, fingerprint) -> None:
@@ -133,8 +156,8 @@ def _run_dataset(config, store, items, sources, summary, storage_options, bank_u
     import ray
     from ray.data import ActorPoolStrategy
 
-    from biogliner.pipeline.ner import Annotate
-    from biogliner.pipeline.tokenize import Tokenize
+    from biogliner.pipeline.stages.model import Annotate
+    from biogliner.pipeline.stages.tokenize import Tokenize
 
     # storage options per URL family, endpoint resolved here: the workers must not depend on
     # AWS_ENDPOINT_URL reaching them
@@ -188,7 +211,7 @@ def _run_dataset(config, store, items, sources, summary, storage_options, bank_u
         compute=ActorPoolStrategy(size=config.num_model_workers),
         # rows are whole micro-batches (up to batch_size passages each): about rows_per_call
         # passages per call. This and everything else Ray decides moves whole micro-batches
-        # and so cannot change a score (biogliner/pipeline/batching.py)
+        # and so cannot change a score (biogliner/pipeline/stages/batching.py)
         batch_size=-(-config.rows_per_call // config.batch_size),
         batch_format="pyarrow",
         num_gpus=gpus,
@@ -239,7 +262,7 @@ def _scoring(config, gpus: float) -> dict:
     as the model actors will run: recorded with each label set's commit."""
     import ray
 
-    from biogliner.pipeline.batching import scoring
+    from biogliner.pipeline.stages.batching import scoring
 
     device = config.device or ("cuda" if gpus > 0 else "cpu")
     accelerator = None

@@ -2,7 +2,7 @@
 
 A parse task emits, per input file, blocks of ``passage`` rows (one per non-blank passage, for
 NER) and finally one ``end`` row carrying, as JSON in ``info``, what the task wrote and counted.
-In the same read task, :mod:`biogliner.pipeline.batching` tokenises the passages and groups them
+In the same read task, :mod:`biogliner.pipeline.stages.batching` tokenises the passages and groups them
 into micro-batches: one ``batch`` row per micro-batch (``BATCHED``: the passages' keys in
 ``passages``, their pickled ``EncodedText`` list in ``encoded``), so that the model stage's batch
 composition is a function of the input alone. The model stage runs each ``batch`` row as one

@@ -9,7 +9,7 @@ hands an actor would make reruns differ. Instead, the read task of each input fi
 2. each window is tokenised, sorted longest first (total subword tokens; ties keep document
    order) and cut greedily into micro-batches of at most ``batch_size`` encoder inputs (chunks);
    a passage with more chunks than that is a micro-batch of its own;
-3. each micro-batch travels as one ``batch`` row (:data:`biogliner.pipeline.stream.BATCHED`).
+3. each micro-batch travels as one ``batch`` row (:data:`biogliner.pipeline.stages.stream.BATCHED`).
 
 The model stage runs each row as one ``predict_encoded(micro_batch, banks, batch_size)`` call,
 which is exactly one padded forward with its rows in a fixed order (more only for a lone
@@ -31,7 +31,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from biogliner.pipeline import stream
+from biogliner.pipeline.stages import stream
 
 WINDOW_BATCHES = 16  # a sort window holds WINDOW_BATCHES x batch_size passages
 GROUPING = f"v1: windows of {WINDOW_BATCHES}x batch_size passages in document order, longest first, <= batch_size chunks"
@@ -69,7 +69,7 @@ def micro_batches(
     """One input's parse blocks (``stream.PARSED``: passage rows, then its ``end`` row) ->
     ``stream.BATCHED`` tables: the micro-batches of each completed window, and ``end`` rows
     unchanged (after every micro-batch of their input). ``encode`` maps texts to
-    ``EncodedText`` (e.g. :meth:`biogliner.pipeline.tokenize.Tokenize.encode`).
+    ``EncodedText`` (e.g. :meth:`biogliner.pipeline.stages.tokenize.Tokenize.encode`).
 
     The output rows depend on the passages and ``batch_size`` only, not on how the passages
     were cut into blocks; a table is yielded per block that completes a window."""
