@@ -579,6 +579,14 @@ class DeltaStore:
             found = list(dt.metadata().partition_columns)
             if found != expected:
                 raise DeltaStoreError(f"{uri} is partitioned by {found}, expected {expected}")
+            columns = {f.name for f in dt.schema().fields}
+            mine = set(table_schema(table).names)
+            if columns != mine:  # another schema version wrote it: never mix (docs/sql.md, schema evolution)
+                raise DeltaStoreError(
+                    f"{uri} has the columns of another biogliner schema (missing here: {sorted(columns - mine)}, "
+                    f"missing there: {sorted(mine - columns)}); this biogliner writes schema version {SCHEMA_VERSION}: "
+                    "write to a new output root"
+                )
             self._tables[table] = dt
             return dt
         raise DeltaStoreError(f"{uri}: could neither load nor create the table after {self.max_attempts} attempts")

@@ -73,7 +73,7 @@ def annotate_set(ref: str, extra: list[str]) -> LabelSet:
     from biogliner.pipeline.banks import resolve_label_sets
 
     cfg = config_from_args(_parse(["annotate", "--labels", ref, *extra]))
-    (src,) = resolve_label_sets(cfg.labels, cfg.threshold, cfg.storage_options)  # what pipeline.runner.annotate calls
+    (src,) = resolve_label_sets(cfg.labels, cfg.threshold, cfg.storage_options)  # what pipeline.job.AnnotateJob calls
     return src.label_set
 
 

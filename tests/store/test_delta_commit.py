@@ -405,3 +405,15 @@ def test_two_processes_commit_different_units(s3_bucket, tmp_path):
     assert sorted(c["unit_id"] for c in commits) == sorted(units_a + units_b)
     assert all(store.is_committed(u, 1) for u in units_a + units_b)
     assert {t: store.version(t) for t in ("documents", "entities", COMMITS_TABLE)} == {"documents": 20, "entities": 20, COMMITS_TABLE: 20}
+
+
+def test_a_table_of_another_schema_is_refused(tmp_path):
+    """A table whose columns are not this biogliner's (another schema version) is never appended to."""
+    from deltalake import write_deltalake
+
+    root = str(tmp_path / "out")
+    other = pa.table({"doc_id": pa.array(["pubmed:1"]), "legacy": pa.array([1]), "source": pa.array(["pubmed"]), "input": pa.array(["x"])})
+    write_deltalake(f"{root}/documents", other, partition_by=["source", "input"])
+    files = write_unit(root, "u0")
+    with pytest.raises(DeltaStoreError, match="another biogliner schema.*legacy"):
+        DeltaStore(root).commit_units([Unit("u0", 1, files, {})])
