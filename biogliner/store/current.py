@@ -558,7 +558,7 @@ def _apply(con, tables: _Tables, units: list[CurrentUnit], hist: History, t0: fl
     state_cols = ", ".join(STATE_SCHEMA.names)
 
     # -- PubMed: the batch's best event per doc_id, against the state ------------------------------
-    con.execute(f"""
+    con.execute("""
         CREATE TEMP TABLE pm_best AS
         WITH ev AS (
           SELECT doc_id, input, position, 0 AS kind FROM b_docs WHERE source = 'pubmed'
@@ -584,7 +584,7 @@ def _apply(con, tables: _Tables, units: list[CurrentUnit], hist: History, t0: fl
         WHERE o.key IS NULL OR {_gt('b', 'o')}
            OR o.input IN (SELECT input FROM b_rep WHERE source = 'pubmed')""")
     # ... or none: no event of it is left (kind 2 marks a state row to delete)
-    con.execute(f"""
+    con.execute("""
         CREATE TEMP TABLE pm_gone AS
         SELECT key, doc_id, input, position, CAST(2 AS INTEGER) AS kind, o_std, o_year, o_number, o_name, version, source
         FROM pm_old WHERE key IN (SELECT key FROM pm_retract) AND key NOT IN (SELECT key FROM pm_best)""")
@@ -617,7 +617,7 @@ def _apply(con, tables: _Tables, units: list[CurrentUnit], hist: History, t0: fl
             UNION
             SELECT DISTINCT a.grp FROM pmc_all a JOIN pmc_events d
               ON d.kind = 1 AND d.input IN {rep_in} AND a.kind = 0 AND a.doc_id = d.doc_id""")
-        con.execute(f"""
+        con.execute("""
             CREATE TEMP TABLE pmc_target AS
             WITH ranked AS (
               SELECT a.grp, a.doc_id, a.input, a.position, a.version,

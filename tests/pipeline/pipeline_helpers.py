@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import gzip
 from pathlib import Path
-
-from biogliner.sources import sample_corpus_path
 
 # A threshold at which the tiny random checkpoint finds a few entities per passage (random scores
 # sit around 0.5, p99 ≈ 0.515): entity tables are non-empty, so comparisons mean something.
@@ -18,6 +15,24 @@ def corrupt_shard_bytes() -> bytes:
 
     data = make_pubmed_shard(400)
     return data[: int(len(data) * 0.6)]
+
+
+# dummy credentials of the test S3 server, passed explicitly so that Ray workers started before the
+# S3 fixture set the environment still reach it (the endpoint comes from AWS_ENDPOINT_URL)
+CREDS = {"key": "testing", "secret": "testing"}
+
+
+def new_bucket(s3_server: str, name: str) -> str:
+    """Create ``name`` (made unique per process) on the test server; returns its ``s3://`` URL."""
+    import os
+
+    import boto3
+    import s3fs
+
+    name = f"{name}-{os.getpid()}"
+    boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1").create_bucket(Bucket=name)
+    s3fs.S3FileSystem.clear_instance_cache()
+    return f"s3://{name}"
 
 
 def upload_dir(local: Path, url: str) -> None:

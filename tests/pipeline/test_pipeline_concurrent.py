@@ -14,23 +14,16 @@ import sys
 from pathlib import Path
 
 import pytest
-from pipeline_helpers import TINY_THRESHOLD, read_tables, upload_dir
+from pipeline_helpers import CREDS, TINY_THRESHOLD, new_bucket, read_tables, upload_dir
 
 from biogliner.testing.synthetic import make_pubmed_shard
 
 ROOT = Path(__file__).resolve().parents[2]
-CREDS = {"key": "testing", "secret": "testing"}
 
 
 @pytest.fixture(scope="module")
 def bucket(s3_server):
-    import boto3
-    import s3fs
-
-    name = f"pipeline-concurrent-{os.getpid()}"
-    boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1").create_bucket(Bucket=name)
-    s3fs.S3FileSystem.clear_instance_cache()
-    return f"s3://{name}"
+    return new_bucket(s3_server, "pipeline-concurrent")
 
 
 def _args(inputs: str, out: str, tiny_checkpoint) -> list[str]:

@@ -15,7 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from pipeline_helpers import TINY_THRESHOLD, corrupt_shard_bytes, read_tables, upload_dir
+from pipeline_helpers import CREDS, TINY_THRESHOLD, corrupt_shard_bytes, new_bucket, read_tables, upload_dir
 
 from biogliner.pipeline.config import AnnotateConfig
 from biogliner.pipeline.job import annotate
@@ -24,20 +24,11 @@ from biogliner.sources import iter_events, sample_corpus_path
 from biogliner.testing.synthetic import make_pubmed_shard
 
 ROOT = Path(__file__).resolve().parents[2]
-# dummy credentials of the test server, passed explicitly so that Ray workers started before the
-# S3 fixture set the environment still reach it (the endpoint comes from AWS_ENDPOINT_URL)
-CREDS = {"key": "testing", "secret": "testing"}
 
 
 @pytest.fixture(scope="module")
 def bucket(s3_server):
-    import boto3
-    import s3fs
-
-    name = f"pipeline-e2e-{os.getpid()}"
-    boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1").create_bucket(Bucket=name)
-    s3fs.S3FileSystem.clear_instance_cache()
-    return f"s3://{name}"
+    return new_bucket(s3_server, "pipeline-e2e")
 
 
 @pytest.fixture(scope="module")

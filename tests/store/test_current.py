@@ -14,6 +14,7 @@ import random
 from pathlib import Path
 
 import pyarrow as pa
+from current_rows import unit_rows
 import pyarrow.parquet as pq
 import pytest
 
@@ -45,26 +46,6 @@ PMC = [
 REANNOTATED = ("pubmed", "pubmed26n0002", "ner@1")
 
 
-def _unit_rows(source: str, input_: str, docs, dels, run: str, rng: random.Random):
-    drows, prows, erows, xrows = [], [], [], []
-    for key, version, pos in docs:
-        if source == "pubmed":
-            doc_id, pmid, pmcid = f"pubmed:{key}", key, None
-        else:
-            doc_id = f"pmc:{key}.{version}" if key else f"pmc:noid-{input_}-{pos}"
-            pmid, pmcid = None, key
-        drows.append(dict(doc_id=doc_id, pmid=pmid, version=version, pmcid=pmcid, doi=None, status="s", language="eng",
-                          year=2000 + rng.randrange(5), journal="J", license=None, source_file=f"{input_}.xml.gz",
-                          position=pos, n_passages=2, run_id=run))
-        for p in range(2):
-            prows.append(dict(doc_id=doc_id, version=version, position=pos, passage_index=p, section=("title", "abstract")[p],
-                              text=f"{input_} {doc_id} {pos} {p}", run_id=run))
-    for doc_id, pos in dels:
-        pmid = int(doc_id.split(":")[1]) if source == "pubmed" else None
-        xrows.append(dict(doc_id=doc_id, pmid=pmid, version=None, source_file=f"{input_}.xml.gz", position=pos, run_id=run))
-    return drows, prows, xrows
-
-
 def _entities(drows, label_set: str, run: str, rng: random.Random):
     out = []
     for d in drows:
@@ -84,7 +65,8 @@ def history() -> list[cur.CurrentUnit]:
     specs += [("pmc", i, d, [(doc_id, n) for n, doc_id in enumerate(x)]) for i, d, x in PMC]
     for source, input_, docs, dels in specs:
         run = f"r-{input_}"
-        drows, prows, xrows = _unit_rows(source, input_, docs, dels, run, rng)
+        rows = unit_rows(source, input_, docs, dels, run, rng, tag=input_)
+        drows, prows, xrows = rows["documents"], rows["passages"], rows["deletions"]
         erows = _entities(drows, "ner@1", run, rng) + _entities(drows, "chem@1", run, rng)
         units.append(cur.CurrentUnit(
             source, input_,

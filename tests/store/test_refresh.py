@@ -14,6 +14,7 @@ import random
 import time
 
 import pyarrow as pa
+from current_rows import unit_rows
 import pytest
 
 pytest.importorskip("deltalake")
@@ -52,26 +53,6 @@ REPUBLISHED = [
 REANNOTATED = ("pubmed", "pubmed26n0001", "ner@1")
 
 
-def _rows(source, input_, docs, dels, run, rng):
-    drows, prows, xrows = [], [], []
-    for key, version, pos in docs:
-        if source == "pubmed":
-            doc_id, pmid, pmcid = f"pubmed:{key}", key, None
-        else:
-            doc_id = f"pmc:{key}.{version}" if key else f"pmc:noid-{input_}-{pos}"
-            pmid, pmcid = None, key
-        drows.append(dict(doc_id=doc_id, pmid=pmid, version=version, pmcid=pmcid, doi=None, status="s", language="eng",
-                          year=2000 + rng.randrange(5), journal="J", license=None, source_file=f"{input_}.xml.gz",
-                          position=pos, n_passages=2, run_id=run))
-        for p in range(2):
-            prows.append(dict(doc_id=doc_id, version=version, position=pos, passage_index=p, section=("title", "abstract")[p],
-                              text=f"{run} {doc_id} {pos} {p}", run_id=run))
-    for doc_id, pos in dels:
-        pmid = int(doc_id.split(":")[1]) if source == "pubmed" else None
-        xrows.append(dict(doc_id=doc_id, pmid=pmid, version=None, source_file=f"{input_}.xml.gz", position=pos, run_id=run))
-    return {"documents": drows, "passages": prows, "deletions": xrows}
-
-
 def _entities(drows, label_set, run, rng):
     return [dict(doc_id=d["doc_id"], version=d["version"], position=d["position"], passage_index=p, start=e, end=e + 2,
                  text=f"t{e}", label=rng.choice(LABELS[label_set]), score=round(rng.random(), 3), label_set=label_set,
@@ -91,7 +72,7 @@ class Root:
 
     def commit(self, source, input_, docs, dels, run, *, version=1, label_sets=("ner@1", "chem@1"), seed=0):
         rng = random.Random(f"{input_}{run}{seed}")
-        rows = _rows(source, input_, docs, dels, run, rng)
+        rows = unit_rows(source, input_, docs, dels, run, rng, tag=run)
         ents = {ls: _entities(rows["documents"], ls, run, rng) for ls in label_sets}
         self.out.commit_tables(
             source, input_, run,
@@ -114,7 +95,7 @@ class Root:
 
     def crashed_run(self, source, input_, docs, run):
         """A run that committed its data tables and crashed before its commits row."""
-        rows = _rows(source, input_, docs, [], run, random.Random(run))
+        rows = unit_rows(source, input_, docs, [], run, random.Random(run), tag=run)
         rows["entities"] = _entities(rows["documents"], "ner@1", run, random.Random(run))
         files = [write_data_file(self.path, t, pa.Table.from_pylist(r, schema=SCHEMAS[t]), {"source": source, "input": input_})
                  for t, r in rows.items() if r]
@@ -322,7 +303,7 @@ def test_replacement_in_current_directly(tmp_path):
     stage_b(root)
 
     def unit(source, inp, docs, dels, run, seq):
-        rows = _rows(source, inp, docs, dels, run, random.Random(0))
+        rows = unit_rows(source, inp, docs, dels, run, random.Random(0), tag=run)
         return cur.CurrentUnit(source, inp, **{t: pa.Table.from_pylist(r, schema=SCHEMAS[t]) for t, r in rows.items()},
                                parse_run_id=run, parse_seq=seq)
 
