@@ -156,6 +156,10 @@ class AnnotateConfig:
                                 help="PMC article files per unit: one parse task, partition and commit each (default 2000)")
     commit_wait_s: float = option(1.0, "--commit-wait", RESOURCES, type=float, metavar="S",
                                   help="completed units wait up to S seconds to be committed together (default 1; the driver's cost is per commit)")
+    refresh_current: bool = option(
+        True, "--no-refresh-current", RESOURCES, action="store_false",
+        help="do not bring the maintained current_* tables up to date at the end of the run (a large backfill: "
+        "run `biogliner store refresh` later; until then `biogliner sql` resolves current_* at read time)")
     target_block_mb: float = option(8.0, "--block-mb", RESOURCES, type=float, metavar="MB", help="Ray Data block size target (default 8 MB)")
     # -- running
     progress: Progress = option("auto", "--progress", RUNNING, choices=("auto", "bars", "log", "none"),

@@ -92,7 +92,8 @@ class AnnotateJob:
                 if ensure_ray is not None:
                     ensure_ray()
                 _execute(config, store, plan, self.sources, summary, self.storage_options, bank_urls, fingerprint)
-            _refresh_current(config, self.storage_options, summary)
+            if config.refresh_current:
+                _refresh_current(config, self.storage_options, summary)
         except BaseException as exc:  # saved in the run summary, then re-raised: committed units stay committed
             summary.fatal = f"{type(exc).__name__}: {exc}"
             raise

@@ -247,3 +247,17 @@ def test_nightly_with_another_model_is_refused_before_ray(after_a, model_b, labe
                  "--labels", str(labels_file), "--progress", "none"])
     assert code == 3
     assert _commits(out) == before
+
+
+def test_no_refresh_current_leaves_the_current_tables_to_store_refresh(ray_session, tiny_checkpoint, labels_file, tmp_path):
+    from biogliner.cli import main
+    from biogliner.store.refresh import pending
+
+    out = tmp_path / "out"
+    one = str(sample_corpus_path() / "pubmed" / "pubmed26n0002.xml.gz")
+    summary = annotate(_config(out, tiny_checkpoint, labels_file, one, refresh_current=False))
+    assert summary.ok and "refresh_current_s" not in summary.timings
+    assert [r.unit_id for r in pending(str(out))] == ["pubmed/pubmed26n0002", "pubmed/pubmed26n0002#tiny@1"]
+    assert not (out / "current_documents").exists()
+    assert main(["store", "refresh", "--output", str(out)]) == 0
+    assert pending(str(out)) == [] and (out / "current_documents" / "_delta_log").is_dir()

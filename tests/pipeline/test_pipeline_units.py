@@ -77,7 +77,7 @@ def test_each_option_is_declared_once_on_the_config(monkeypatch):
              "--num-model-workers": "3", "--gpus-per-worker": "0.5", "--cpus-per-worker": "2", "--model-threads": "2",
              "--max-parse-tasks": "5", "--batch-size": "4", "--rows-per-call": "40", "--block-rows": "9", "--pmc-unit-size": "7",
              "--commit-wait": "0.5", "--block-mb": "2", "--progress": "log", "--log-every": "5", "--fault": "ner.call=1",
-             "--no-verify-md5": None, "--reannotate": None, "--backend": "torch"}
+             "--no-verify-md5": None, "--reannotate": None, "--no-refresh-current": None, "--backend": "torch"}
     argv = ["--model", "m2"]
     for flag, v in given.items():
         for one in v if isinstance(v, list) else [v]:
