@@ -93,6 +93,7 @@ def two_nights(s3_server, ray_session, tiny_checkpoint, tmp_path_factory):
     res["night1"] = run_nightly(cfg)
     res["current1"] = current(out, CREDS)
     res["state1"] = Output(out, CREDS).state()
+    res["commits_version1"] = Output(out, CREDS).delta.version("commits")
     fs, root = bio.filesystem(out, CREDS)
     res["locks_after_night1"] = fs.find(f"{root}/_locks")
     before = {p: fs.info(p)["ETag"] for p in fs.find(root)}
@@ -167,6 +168,12 @@ def test_night_two_current_views_and_history(two_nights, capsys):
                "SELECT doc_id, input FROM current_documents WHERE source = 'pubmed' ORDER BY doc_id"])
     rows = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert rc == 0 and {r["doc_id"]: r["input"] for r in rows} == AFTER_NIGHT_2
+    # as of the commits version before night 2: the index as it was after night 1
+    rc = main(["sql", "--output", out, "--storage-options", json.dumps(CREDS), "--format", "json",
+               "--as-of", str(two_nights["commits_version1"]),
+               "SELECT doc_id, input FROM current_documents WHERE source = 'pubmed' ORDER BY doc_id"])
+    rows = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert rc == 0 and {r["doc_id"]: r["input"] for r in rows} == AFTER_NIGHT_1
 
 
 def test_concurrent_nightly_is_refused(tmp_path, capsys):
