@@ -57,7 +57,6 @@ class InputFile:
     etag: str | None = None
     md5: str | None = None  # from the .md5 sidecar, when there is one
     mtime: float | None = None  # modification time (s since the epoch), when the store gives one
-    label_sets: tuple[str, ...] = ()  # kept for callers that list files; units carry the label sets
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -304,7 +303,7 @@ def make_plan(
     from biogliner.store.layout import safe_name
 
     if identified is not None:
-        files = [_with_sets(f, ()) for f in identified]
+        files = list(identified)
     else:
         urls = expand_inputs(inputs, storage_options)
         with ThreadPoolExecutor(max(1, min(threads, len(urls)))) as pool:
@@ -375,8 +374,6 @@ def make_plan(
         name = safe_name(f.input)
         prev = parse.get((f.source, name))
         version = prev.version + 1 if prev is not None else 1
-        if any(u.key == (f.source, name) for u in plan.todo):  # its entities-only unit is replaced by a full one
-            plan.todo = [u for u in plan.todo if u.key != (f.source, name)]
         plan.todo.append(WorkUnit(f.source, name, (f,), sets, version, next_versions((f.source, name), sets)))
     for chunk in _chunks(sorted(pmc, key=lambda f: (f.mtime or 0.0, f.input)), pmc_unit_size):
         name = pmc_unit_name(chunk)
@@ -457,9 +454,3 @@ def pmc_unit_name(members: list[InputFile]) -> str:
 def _recorded(m: dict[str, Any], source: str) -> InputFile:
     return InputFile(url=m.get("url") or m["input"], source=source, input=m["input"], size=m.get("size"), etag=m.get("etag"),
                      md5=m.get("md5"), mtime=m.get("mtime"))
-
-
-def _with_sets(f: InputFile, sets: tuple[str, ...]) -> InputFile:
-    from dataclasses import replace
-
-    return replace(f, label_sets=sets)

@@ -209,9 +209,11 @@ class Committer:
         t0 = time.perf_counter()
         units: list[Unit] = []
         results: list[Committed] = []
+        ids_of: dict[tuple[str, str], list[str]] = {}  # unit -> the Delta unit ids committed for it
         for key in keys:
             p = self.pending[key]
             u, end = p.unit, p.end
+            n_before = len(units)
             common = {"source": u.source, "input": u.input, "run_id": self.run_id, "status": end["status"], "error": end["error"], "software": self.versions}
             if u.parse_version is not None:
                 units.append(
@@ -247,13 +249,14 @@ class Committer:
                         },
                     )
                 )
+            ids_of[key] = [x.unit_id for x in units[n_before:]]
             results.append(Committed(u, end["status"], end["error"], end["counts"], per_set, end.get("members", [])))
         self.faults.hit("driver.before_commit")
         done = self.output.delta.commit_units(units, fault=self.faults.commit_hook if self.faults else None)
         # a unit none of whose rows were committed now was committed before (an earlier run that
         # crashed after its commit, or a concurrent writer): counted, not an error
         for key in keys:
-            ids = [x.unit_id for x in units if x.unit_id == parse_unit_id(*key) or x.unit_id.startswith(parse_unit_id(*key) + "#")]
+            ids = ids_of[key]
             if ids and not any(done.get(i) for i in ids):
                 self.already += 1
             del self.pending[key]
